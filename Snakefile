@@ -1,0 +1,38 @@
+# lfa-repro: Loss Function Assessment (LFA) and F-ECE, from raw data to reports/report.html.
+#   snakemake --cores all                        # the default config.yaml (offline demo, CPU)
+#   snakemake --cores all --resources gpu=4      # a workstation with 4 GPUs
+#   snakemake --configfile configs/paper.yaml    # the paper's experiments
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# Structure, types, ranges and defaults first; then names against the package registries.
+validate(config, "schemas/config.schema.yaml")
+
+import lfa.config as lfa_config
+
+lfa_config.check_config(config)
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/lfa.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    aggregate,
+    report,
+
+
+rule all:
+    default_target: True
+    input:
+        f"{REPORTS}/report.html",

@@ -1,0 +1,24 @@
+# Parquet files → reports/report.html (self-contained). Reads Parquet/CSV/JSON only, never torch.
+
+
+rule report:
+    input:
+        metrics=f"{RESULTS}/metrics.parquet",
+        summary=f"{RESULTS}/summary.parquet",
+        per_class=f"{RESULTS}/per_class.parquet",
+        comparisons=f"{RESULTS}/comparisons.parquet",
+        curves=expand(f"{RESULTS}/lfa/curves_{{c}}.parquet", c=["trained", "figure2"]),
+        gradients=expand(f"{RESULTS}/lfa/gradients_{{c}}.parquet", c=["trained", "figure2"]),
+        datasets=sorted({prepared(job.dataset, "meta.json") for job in JOBS}),
+        train_info=job_files("train_info.json"),
+        train_logs=job_files("train_log.csv"),
+    output:
+        html=f"{REPORTS}/report.html",
+    params:
+        config=config,
+        config_hash=CONFIG_HASH,
+        config_files=lambda w: [str(f) for f in workflow.configfiles],
+    log:
+        f"{LOGS}/report.log",
+    script:
+        "../workflow/scripts/report.py"

@@ -1,0 +1,3 @@
+"""lfa-repro: Loss Function Assessment (LFA) and F-ECE reproduction pipeline."""
+
+__version__ = "0.1.0"

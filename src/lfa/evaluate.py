@@ -1,0 +1,62 @@
+"""Evaluation: predictions of one job → per-class metrics; all jobs → the aggregated Parquet files.
+
+This module never imports torch: evaluation and aggregation run from ``predictions.parquet`` alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lfa import __version__
+from lfa.aggregate import compare, per_class_summary, summarize, write_parquet
+from lfa.metrics import per_class_metrics
+
+KEY_COLUMNS = ["experiment", "dataset", "backbone", "loss", "seed", "fold"]
+
+
+def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{'val': (scores, labels), 'test': (scores, labels)} from a predictions.parquet."""
+    df = pd.read_parquet(path)
+    n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
+    score_cols = [f"score_{c}" for c in range(n)]
+    label_cols = [f"label_{c}" for c in range(n)]
+    out = {}
+    for split in ("val", "test"):
+        part = df[df["split"] == split]
+        out[split] = (part[score_cols].to_numpy(np.float32), part[label_cols].to_numpy(np.int8))
+    return out
+
+
+def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str],
+                 ratio_k: int | None = None) -> pd.DataFrame:
+    """Per-class metrics of one job, with its key columns, class names and ratio."""
+    pred = read_predictions(predictions)
+    metrics = per_class_metrics(pred["val"][0], pred["val"][1], pred["test"][0], pred["test"][1])
+    front = pd.DataFrame({k: [keys[k]] * len(metrics) for k in KEY_COLUMNS})
+    front["ratio_k"] = pd.array([ratio_k] * len(metrics), dtype="Int64")
+    metrics.insert(1, "class_name", [class_names[c] for c in metrics["class"]])
+    return pd.concat([front, metrics], axis=1)
+
+
+def aggregate(metric_files: Iterable[str | Path], out_dir: str | Path, metadata: dict[str, str]) -> dict[str, Path]:
+    """Concatenate per-job metrics and write metrics, summary, per_class and comparisons Parquet files."""
+    out_dir = Path(out_dir)
+    metrics = pd.concat([pd.read_parquet(p) for p in metric_files], ignore_index=True)
+    metadata = {"lfa.version": __version__, **metadata}
+    tables = {
+        "metrics": metrics,
+        "summary": summarize(metrics),
+        "per_class": per_class_summary(metrics),
+        "comparisons": compare(metrics),
+    }
+    paths = {}
+    for name, df in tables.items():
+        paths[name] = out_dir / f"{name}.parquet"
+        write_parquet(df, paths[name], metadata)
+    return paths

@@ -1,0 +1,30 @@
+"""Helpers shared by the tests: repository paths, the tiny config, running the real Snakemake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: bool = True,
+                  timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real Snakemake on this repository's Snakefile, in ``workdir``."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+           str(configfile), "--cores", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load(TINY.read_text())

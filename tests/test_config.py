@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from helpers import REPO, tiny_config
+
+from lfa.config import (
+    ConfigError,
+    config_hash,
+    experiment_datasets,
+    jobs,
+    prepared_datasets,
+    split_prepared_name,
+    train_settings,
+    validate_config,
+)
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate_config(config)
+    assert config["n_splits"] == 5
+    assert config["train"]["optimizer"] == "adam"
+    assert config["train"]["amp"] is True  # a default from the schema
+    # 5 losses x 3 folds on digits_lt, and 5 losses x 3 folds x 6 ratios on digits_binary
+    assert len(jobs(config)) == 15 + 90
+
+
+def test_expansion_of_ratio_datasets():
+    config = validate_config(tiny_config())
+    assert experiment_datasets(config, "tiny_ratio") == ["digits_binary_k50", "digits_binary_k1"]
+    prepared = prepared_datasets(config)
+    assert set(prepared) == {"digits_lt", "digits_binary_k50", "digits_binary_k1"}
+    assert prepared["digits_binary_k1"]["ratio_k"] == 1
+    assert split_prepared_name("digits_binary_k50") == ("digits_binary", 50)
+    assert split_prepared_name("digits_lt") == ("digits_lt", None)
+    paths = {j.path for j in jobs(config)}
+    assert "tiny_ratio/digits_binary_k1/small_cnn/fece/s0_f2" in paths
+    assert len(paths) == 2 * 3 + 2 * 2 * 3
+
+
+def test_experiment_train_overrides_are_merged_and_checked():
+    config = tiny_config()
+    config["experiments"]["tiny_lt"]["train"] = {"epochs": 7}
+    validate_config(config)
+    assert train_settings(config, "tiny_lt")["epochs"] == 7
+    assert train_settings(config, "tiny_ratio")["epochs"] == 2
+    bad = tiny_config()
+    bad["experiments"]["tiny_lt"]["train"] = {"epochs": "many"}
+    with pytest.raises(ConfigError, match=r"experiments\.tiny_lt\.train\.epochs"):
+        validate_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["experiments"]["tiny_lt"].update(losses=["bce", "cross_entropy"]),
+         r"experiments\.tiny_lt\.losses: unknown loss 'cross_entropy'; known losses: .*bce.*fece"),
+        (lambda c: c["experiments"]["tiny_lt"].update(backbones=["vgg"]),
+         r"unknown backbone 'vgg'; known backbones: .*small_cnn"),
+        (lambda c: c["experiments"]["tiny_lt"].update(dataset="mnist"),
+         r"experiments\.tiny_lt\.dataset: unknown dataset 'mnist'; known datasets: digits_binary, digits_lt"),
+        (lambda c: c["datasets"]["digits_lt"].update(source="svhn"), r"unknown dataset source 'svhn'"),
+        (lambda c: c["train"].update(epochs=-1), r"-1 is less than the minimum of 1"),
+        (lambda c: c["train"].update(lr="fast"), r"'fast' is not of type 'number'"),
+        (lambda c: c.update(folds=[0]), r"\[0\] is too short|should be non-empty|minItems"),
+        (lambda c: c["train"].update(epoch=3), r"'epoch' was unexpected"),
+        (lambda c: c["experiments"]["tiny_ratio"].update(ratios=[50, 7]),
+         r"experiments\.tiny_ratio\.ratios: \[7\] not among the ratios"),
+        (lambda c: c.update(loss_params={"focal": {"gama": 2}}),
+         r"loss_params\.focal: unknown hyper-parameter"),
+        (lambda c: c.update(folds=[0, 1, 7]), r"fold 7 does not exist"),
+    ],
+)
+def test_bad_configs_are_rejected_naming_the_key(edit, message):
+    config = copy.deepcopy(tiny_config())
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = validate_config(tiny_config())
+    b = validate_config(tiny_config())
+    assert config_hash(a) == config_hash(b)
+    b["train"]["epochs"] = 3
+    assert config_hash(a) != config_hash(b)
