@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     job = Job(args.experiment, args.dataset, args.backbone, args.loss, args.seed, args.fold)
     results = Path(config["results_dir"])
     out_dir = Path(args.out) if args.out else results / "runs" / job.path
-    state_dir = results / "state" / job.path
+    state_dir = out_dir / ".state" if args.out else results / "state" / job.path
     tj = TrainJob(job.experiment, job.dataset, job.backbone, job.loss, job.seed, job.fold, settings,
                   loss_params(config, job.loss))
     try:

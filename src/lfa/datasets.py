@@ -209,8 +209,8 @@ def load_prepared(path: str | Path) -> Prepared:
     label_cols = [f"label_{c}" for c in range(len(meta["class_names"]))]
     return Prepared(
         images=np.asarray(images[index["row"].to_numpy()]),
-        labels=index[label_cols].to_numpy(np.int8),
-        folds=index["fold"].to_numpy(np.int64),
+        labels=np.array(index[label_cols].to_numpy(np.int8)),
+        folds=np.array(index["fold"].to_numpy(np.int64)),
         ids=index["id"].to_numpy(str),
         meta=meta,
     )

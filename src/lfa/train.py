@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -169,6 +170,18 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def _fault_point() -> tuple[int, int, int] | None:
+    """``LFA_FAULT_AT=epoch:step:SIGNAL`` makes the job send itself SIGNAL before that step (1-based epoch).
+
+    Used by the fault tests to deliver a real SIGKILL/SIGTERM at an exact point of the training loop.
+    """
+    spec = os.environ.get("LFA_FAULT_AT")
+    if not spec:
+        return None
+    epoch, step, sig = spec.split(":")
+    return int(epoch), int(step), int(getattr(signal, sig if sig.startswith("SIG") else f"SIG{sig}"))
+
+
 def _log(msg: str) -> None:
     from tqdm import tqdm
 
@@ -262,6 +275,7 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
     n_steps = len(train_idx) // bs + (1 if len(train_idx) % bs > 1 else 0)  # a last batch of 1 breaks BN
     t_start = time.time()
     seen = 0
+    fault = _fault_point()
     bar = tqdm(total=epochs * n_steps, initial=start_epoch * n_steps + start_step, disable=not progress,
                file=sys.stderr, mininterval=2.0, unit="step", desc=job.loss)
     with _StopFlag() as stop, bar:
@@ -273,6 +287,8 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
             order = order.to(device)
             losses = torch.zeros(n_steps, device=device)
             for step in range(start_step, n_steps):
+                if fault is not None and fault[:2] == (epoch + 1, step):
+                    os.kill(os.getpid(), fault[2])
                 gen_seed = _mix(job.seed, job.fold, epoch, step)
                 torch.manual_seed(gen_seed)
                 gen = torch.Generator(device=device).manual_seed(gen_seed)

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers import tiny_config
+from sklearn.metrics import roc_auc_score
+
+from lfa.checkpoints import CheckpointMismatch, load_model_checkpoint, load_state
+from lfa.config import prepared_datasets, train_settings, validate_config
+from lfa.datasets import prepare
+from lfa.train import EXIT_INTERRUPTED, TrainJob, augment, train
+
+LFA = str(Path(sys.executable).with_name("lfa"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A config whose data and results live in a temporary folder, with digits_lt prepared."""
+    work = tmp_path_factory.mktemp("train")
+    config = tiny_config()
+    config["train"]["epochs"] = 4
+    config.update(data_dir=str(work / "data"), results_dir=str(work / "results"))
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    config = validate_config(config)
+    prepare("digits_lt", prepared_datasets(config)["digits_lt"], work / "data/prepared/digits_lt", 5, 0)
+    return work
+
+
+def _job(work: Path, loss: str = "fece", fold: int = 0, **overrides) -> TrainJob:
+    config = validate_config(yaml.safe_load((work / "config.yaml").read_text()))
+    settings = {**train_settings(config, "tiny_lt"), **overrides}
+    return TrainJob("tiny_lt", "digits_lt", "small_cnn", loss, 0, fold, settings)
+
+
+def _cli_train(work: Path, out: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LFA_FAULT_AT"}
+    if fault:
+        env["LFA_FAULT_AT"] = fault
+    cmd = [LFA, "train", "--configfile", str(work / "config.yaml"), "--experiment", "tiny_lt",
+           "--dataset", "digits_lt", "--backbone", "small_cnn", "--loss", "fece", "--fold", "0",
+           "--out", str(work / out)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=300)
+
+
+def test_training_learns_and_writes_its_outputs(workdir, tmp_path):
+    info = train(_job(workdir, epochs=8), workdir / "data/prepared/digits_lt", tmp_path / "out",
+                 tmp_path / "state", progress=False)
+    pred = pd.read_parquet(tmp_path / "out/predictions.parquet")
+    test = pred[pred.split == "test"]
+    aucs = [roc_auc_score(test[f"label_{c}"], test[f"score_{c}"]) for c in range(10)]
+    assert np.mean(aucs) > 0.9, aucs  # chance is 0.5
+    assert set(pred.split) == {"val", "test"}
+    assert pred["score_0"].dtype == np.float32
+    log = pd.read_csv(tmp_path / "out/train_log.csv")
+    assert log["epoch"].tolist() == list(range(1, 9))
+    assert log["val_loss"].iloc[-1] < log["val_loss"].iloc[0]
+    assert info["best_val_loss"] == pytest.approx(log["val_loss"].min())
+    model, meta = load_model_checkpoint(tmp_path / "out/model.pt")
+    assert meta["job"]["loss"] == "fece"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_rerun_after_completion_resumes_without_training_again(workdir, tmp_path):
+    job = _job(workdir, loss="bce")
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "a", tmp_path / "state", progress=False)
+    first = pd.read_parquet(tmp_path / "a/predictions.parquet")
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "b", tmp_path / "state", progress=False)
+    assert first.equals(pd.read_parquet(tmp_path / "b/predictions.parquet"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["2:0:SIGKILL", "3:5:SIGKILL"], ids=["between-epochs", "mid-epoch"])
+def test_kill_9_then_rerun_resumes_with_identical_results(workdir, fault):
+    reference = _cli_train(workdir, "ref")
+    assert reference.returncode == 0, reference.stderr
+    tag = fault.replace(":", "_")
+    killed = _cli_train(workdir, f"killed_{tag}", fault=fault)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (workdir / f"killed_{tag}/predictions.parquet").exists()
+    resumed = _cli_train(workdir, f"killed_{tag}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from epoch" in resumed.stderr
+    a = pd.read_parquet(workdir / "ref/predictions.parquet")
+    b = pd.read_parquet(workdir / f"killed_{tag}/predictions.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    for leftover in (workdir / f"killed_{tag}/.state").iterdir():
+        assert not leftover.name.endswith(".tmp")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_state_mid_epoch_and_exits_for_retry(workdir):
+    reference = workdir / "ref/predictions.parquet"
+    if not reference.exists():
+        assert _cli_train(workdir, "ref").returncode == 0
+    stopped = _cli_train(workdir, "term", fault="2:4:SIGTERM")
+    assert stopped.returncode == EXIT_INTERRUPTED, stopped.stderr
+    assert "state saved at epoch 2 step 5" in stopped.stderr
+    resumed = _cli_train(workdir, "term")
+    assert resumed.returncode == 0
+    assert "resuming from epoch 1 step 5" in resumed.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(reference), pd.read_parquet(workdir / "term/predictions.parquet"))
+
+
+def test_state_of_another_run_is_not_loaded(workdir, tmp_path):
+    job = _job(workdir, loss="ece", epochs=1)
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", progress=False)
+    other = _job(workdir, loss="ece", epochs=2)  # another config: a different fingerprint
+    meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
+    assert load_state(tmp_path / "state/last.pt", other.fingerprint(meta)) is None
+    train(other, workdir / "data/prepared/digits_lt", tmp_path / "out2", tmp_path / "state", progress=False)
+    assert len(pd.read_csv(tmp_path / "out2/train_log.csv")) == 2
+
+
+def test_model_checkpoint_refuses_foreign_files(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointMismatch, match="not a model checkpoint"):
+        load_model_checkpoint(tmp_path / "x.pt")
+
+
+def test_divergence_stops_with_the_job_named(workdir, tmp_path):
+    from lfa.train import DivergenceError
+
+    job = _job(workdir, loss="bce", lr=1e30, epochs=2)
+    with pytest.raises(DivergenceError, match=r"loss became nan at epoch 1 step \d+ \(dataset=digits_lt "
+                       r"backbone=small_cnn loss=bce seed=0 fold=0\)"):
+        train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", progress=False)
+
+
+def test_augmentations_keep_shape_and_are_seeded():
+    x = torch.rand(6, 1, 8, 8)
+    ops = ["hflip", "vflip", "rotate180", "crop"]
+    a = augment(x, ops, torch.Generator().manual_seed(1))
+    b = augment(x, ops, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, augment(x, ops, torch.Generator().manual_seed(2)))
