@@ -327,7 +327,7 @@ def _load_logs(paths: list[str | Path]) -> pd.DataFrame:
 
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     from lfa.config import experiment_datasets, jobs
-    from lfa.lfa import CONVENTION_NOTE
+    from lfa.figures_lfa import CONVENTION_NOTE
     from lfa.paper import paper_table
 
     config = inputs.config
