@@ -281,8 +281,9 @@ def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: s
     long = logs.melt(id_vars=["loss", "fold", "epoch"], value_vars=["train_loss", "val_loss"],
                      var_name="split", value_name="value")
     long["loss"] = long["loss"].map(loss_label)
+    n_losses = long["loss"].nunique()
     g = sns.relplot(data=long, x="epoch", y="value", hue="loss", style="split", units="fold",
-                    estimator=None, kind="line", col="loss", col_wrap=5, height=2.2, aspect=1.1,
+                    estimator=None, kind="line", col="loss", col_wrap=min(n_losses, 5), height=2.4, aspect=1.25,
                     facet_kws={"sharey": False}, palette={loss_label(k): v for k, v in palette.items()},
                     alpha=0.8)
     g.set_titles("{col_name}")
@@ -396,7 +397,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
         fig = figure_training_curves(exp_logs, palette,
                                      f"Training curves · {exp_logs.dataset.iloc[0] if len(exp_logs) else ''}")
         if fig:
-            figures.append({"title": "Training curves (one line per fold)", "src": fig})
+            figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
         cmp = comparisons[comparisons.experiment == name]
         fig = figure_forest(cmp, "auc", "Paired comparison over folds: F-ECE − other loss (AUC)")
         if fig:
