@@ -38,7 +38,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(f"unknown dataset {args.dataset!r}; prepared datasets of this config: {', '.join(specs)}",
               file=sys.stderr)
         return 2
-    out = prepare(args.dataset, specs[args.dataset], Path(config["data_dir"]) / "prepared" / args.dataset,
+    from lfa.sources import raw_roots
+
+    spec = specs[args.dataset]
+    spec = {**spec, "root": raw_roots(config)[spec["source"]], "data_dir": config["data_dir"]}
+    out = prepare(args.dataset, spec, Path(config["data_dir"]) / "prepared" / args.dataset,
                   config["n_splits"], config["split_seed"])
     print(out)
     return 0

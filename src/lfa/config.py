@@ -58,7 +58,7 @@ def check_config(config: dict[str, Any]) -> None:
     """Check names against the package registries and cross-references between sections."""
     import jsonschema
 
-    from lfa import datasets, models, reference
+    from lfa import datasets, download, models, reference, sources
     from lfa.losses import loss_defaults, loss_names
 
     known_losses = loss_names()
@@ -72,6 +72,7 @@ def check_config(config: dict[str, Any]) -> None:
                 f"{name} takes {sorted(loss_defaults(name))}"
             )
 
+    roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
         key = f"datasets.{name}"
         if re.search(r"_k\d+$", name) or "/" in name:
@@ -81,15 +82,46 @@ def check_config(config: dict[str, Any]) -> None:
             raise _unknown("dataset source", f"{key}.source", ds["source"], list(datasets.SOURCES))
         subset = ds.get("subset", {})
         kind = subset.get("kind", "all")
-        if kind == "long_tail":
+        if kind == "long_tail" or (kind == "counts" and "counts_csv" not in subset):
             ref = subset.get("reference")
             if ref not in reference.COUNT_TABLES:
                 raise _unknown("reference table", f"{key}.subset.reference", str(ref),
                                list(reference.COUNT_TABLES))
+        if kind == "counts" and "counts_csv" in subset:
+            if "reference" in subset:
+                raise ConfigError(f"{key}.subset: give either reference or counts_csv, not both")
+            if download.is_url(subset["counts_csv"]):
+                try:
+                    download.check_url(subset["counts_csv"])
+                except ValueError as err:
+                    raise ConfigError(f"{key}.subset.counts_csv: {err}") from None
+                if "counts_csv_md5" not in subset:
+                    raise ConfigError(f"{key}.subset.counts_csv_md5: required when counts_csv is a URL "
+                                      "(every download is checked against a known checksum)")
+        if "counts_csv" in subset and kind != "counts":
+            raise ConfigError(f"{key}.subset.counts_csv: only used by kind counts")
         if kind == "binary_ratio":
             for needed in ("positive_class", "ratios"):
                 if needed not in subset:
                     raise ConfigError(f"{key}.subset.{needed}: required for kind binary_ratio")
+        source = sources.REGISTRY.get(ds["source"])
+        if source is not None:
+            if kind != "all" and source.task != "single_label":
+                raise ConfigError(f"{key}.subset.kind: {kind!r} needs a single-label dataset; "
+                                  f"{ds['source']} is {source.task}")
+            for option in ("split_lists",):
+                if option in ds and option not in source.options:
+                    raise ConfigError(f"{key}.{option}: not used by source {ds['source']!r}")
+            known_parts = list(ds.get("split_lists") or source.partitions)
+            bad = [p for p in ds.get("partitions", []) if p not in known_parts]
+            if bad:
+                raise ConfigError(f"{key}.partitions: unknown partition(s) {bad} of source {ds['source']!r}; "
+                                  f"known: {', '.join(known_parts) or 'none'}")
+        root = ds.get("root") or str(sources.default_root(ds["source"], config.get("data_dir", "data")))
+        other = roots.setdefault(ds["source"], (name, root))
+        if other[1] != root:
+            raise ConfigError(f"{key}.root: {root!r} differs from {other[1]!r} of datasets.{other[0]}; datasets "
+                              f"of one source ({ds['source']}) share one raw root")
 
     train_schema = load_schema()["$defs"]["train"]
     known_backbones = models.backbone_names()

@@ -1,0 +1,130 @@
+"""Raw-data sources of the paper's datasets, one module each, and the check/download step before prepare.
+
+| source | module | how it arrives |
+|---|---|---|
+| ``digits`` | :mod:`lfa.sources.digits` | shipped with scikit-learn (the offline demo) |
+| ``cifar10`` | :mod:`lfa.sources.cifar` | automatic: the official python archive |
+| ``imagenet`` | :mod:`lfa.sources.imagenet` | manual: ILSVRC-2012 in class folders |
+| ``idc`` | :mod:`lfa.sources.idc` | Kaggle API when credentials exist, else manual |
+| ``cadcap`` | :mod:`lfa.sources.cadcap` | manual: released on request by its authors |
+| ``celeba`` | :mod:`lfa.sources.celeba` | automatic from the official mirror when it answers, else manual |
+
+:func:`ensure_raw` is what the ``download_<source>`` rules run: if the raw data is already in its official
+layout nothing is downloaded; otherwise an automatic source is fetched, and a manual one fails at once
+with where to get it, where to put it and the layout expected. Then the data is checked and a marker
+file is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lfa.sources.base import FileList, RawData, RawDataInvalid, RawDataMissing, Source
+from lfa.sources.cadcap import CadCapSource
+from lfa.sources.celeba import CelebASource
+from lfa.sources.cifar import Cifar10Source
+from lfa.sources.digits import DigitsSource
+from lfa.sources.idc import IdcSource
+from lfa.sources.imagenet import ImageNetSource
+
+__all__ = ["REGISTRY", "FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", "check_specs",
+           "default_root", "ensure_raw", "get_source", "raw_roots"]
+
+#: Every raw-data source by name.
+REGISTRY: dict[str, Source] = {
+    s.name: s for s in (DigitsSource(), Cifar10Source(), ImageNetSource(), IdcSource(), CadCapSource(),
+                        CelebASource())
+}
+
+
+def get_source(name: str) -> Source:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset source {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def default_root(source: str, data_dir: str | Path = "data") -> Path:
+    return Path(data_dir) / "raw" / source
+
+
+def raw_roots(config: dict[str, Any]) -> dict[str, str]:
+    """The raw-data folder of every source the config uses: ``datasets.<name>.root`` or the default."""
+    data_dir = config.get("data_dir", "data")
+    roots: dict[str, str] = {}
+    for ds in config["datasets"].values():
+        source = ds["source"]
+        root = ds.get("root") or str(default_root(source, data_dir))
+        roots.setdefault(source, root)
+    return roots
+
+
+def check_specs(config: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """What the check of ``source`` needs from each dataset using it (and nothing else, so that editing a
+    subset does not re-run the check): the checksums flag, split lists and a class-count CSV."""
+    out = []
+    for ds in config["datasets"].values():
+        if ds["source"] != source:
+            continue
+        spec: dict[str, Any] = {"checksums": ds.get("checksums", True), "data_dir": config.get("data_dir", "data")}
+        if ds.get("split_lists"):
+            spec["split_lists"] = dict(ds["split_lists"])
+        subset = ds.get("subset", {})
+        if subset.get("counts_csv"):
+            spec["subset"] = {k: subset[k] for k in ("counts_csv", "counts_csv_md5") if k in subset}
+        if spec not in out:
+            out.append(spec)
+    return out
+
+
+def ensure_raw(source: str, root: str | Path, specs: list[dict[str, Any]], marker: str | Path | None = None,
+               download: bool = True, log: str | Path | None = None) -> dict[str, Any]:
+    """Make sure the raw data of ``source`` is under ``root`` and passes its check; returns the summary.
+
+    ``specs``: the dataset specs using this source (their ``checksums`` flags and per-dataset files such as
+    split lists or a class-count CSV URL are checked too). ``download=False`` only checks. With a
+    ``marker`` path, a JSON marker is written there on success; with a ``log`` path, the outcome (or the
+    error) is appended to it. Progress bars go to stderr.
+    """
+    try:
+        info = _ensure_raw(source, Path(root), specs, marker, download)
+    except Exception as err:
+        _log(log, f"ERROR: {type(err).__name__}: {err}")
+        raise
+    _log(log, f"OK: {info}")
+    return info
+
+
+def _log(path: str | Path | None, line: str) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+
+def _ensure_raw(source: str, root: Path, specs: list[dict[str, Any]], marker: str | Path | None,
+                download: bool) -> dict[str, Any]:
+    from lfa.download import write_marker
+
+    src = get_source(source)
+    strict = any(s.get("checksums", True) for s in specs) if specs else True
+    downloaded = False
+    if src.needs_raw and not src.present(root):
+        if src.manual or not download:
+            raise RawDataMissing(src.missing_message(root))
+        print(f"{src.title}: not found under {root}; downloading", flush=True)
+        src.download(root, specs)
+        downloaded = True
+    summary = src.check(root, specs, strict)
+    from lfa.datasets import counts_csv_path  # a class-count CSV given by URL is fetched here, early
+
+    for spec in specs:
+        if spec.get("subset", {}).get("counts_csv"):
+            counts_csv_path(spec)
+    info = {"source": source, "title": src.title, "root": str(root), "downloaded": downloaded,
+            "strict": strict, **summary}
+    if marker is not None:
+        write_marker(marker, info)
+    print(f"{src.title}: raw data under {root} checked: {summary}", flush=True)
+    return info

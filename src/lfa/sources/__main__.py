@@ -1,0 +1,39 @@
+"""Check (and for automatic sources download) one source's raw data: what the download_<source> rules run.
+
+    python -m lfa.sources check cifar10 --root data/raw/cifar10 --marker data/raw/cifar10/.verified
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lfa.sources import REGISTRY, ensure_raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lfa.sources", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="check the raw data of a source, downloading it if automatic and missing")
+    p.add_argument("source", choices=sorted(REGISTRY))
+    p.add_argument("--root", required=True, help="the raw-data folder of the source")
+    p.add_argument("--marker", help="JSON marker written on success")
+    p.add_argument("--log", help="file the outcome is appended to")
+    p.add_argument("--specs", default="[]", help="JSON list of dataset specs using the source")
+    p.add_argument("--no-download", action="store_true", help="only check, never download")
+    args = parser.parse_args(argv)
+    from lfa.download import DownloadError
+    from lfa.sources.base import RawDataInvalid, RawDataMissing
+
+    try:
+        ensure_raw(args.source, args.root, json.loads(args.specs), marker=args.marker, log=args.log,
+                   download=not args.no_download)
+    except (RawDataMissing, RawDataInvalid, DownloadError, ValueError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
