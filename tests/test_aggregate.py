@@ -192,8 +192,9 @@ def test_write_parquet_is_atomic(tmp_path, small, monkeypatch):
     before = path.read_bytes()
 
     def broken_write_table(table, where, *args, **kwargs):
-        where.write(b"PAR1 partial garbage")
-        raise OSError("disk full")
+        with open(where, "wb") as handle:
+            handle.write(b"PAR1 partial garbage")
+        raise OSError(28, "No space left on device (disk full)")
 
     monkeypatch.setattr(pq, "write_table", broken_write_table)
     with pytest.raises(OSError, match="disk full"):

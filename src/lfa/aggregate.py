@@ -10,10 +10,8 @@ See ``docs/schema.md`` for the file layouts.
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.stats import wilcoxon
 
+from lfa.io import atomic_path
 from lfa.metrics import METRIC_COLUMNS
 
 __all__ = [
@@ -259,20 +258,6 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[bytes, bytes]:
     return encoded
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Persist a rename on POSIX file systems (best effort elsewhere)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
     """Write ``df`` (without its index) to Parquet atomically, with ``metadata`` in the file metadata.
 
@@ -286,24 +271,11 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapp
         metadata: string key/value pairs stored in the Parquet schema (file) metadata, e.g.
             ``{"lfa.version": ..., "lfa.config_hash": ...}``; read back with :func:`read_parquet_metadata`.
     """
-    path = Path(path)
     extra = _check_metadata(metadata)
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    # A unique hidden name next to the target; O_EXCL, and mode 0o666 filtered by the umask like any new
-    # file (tempfile.mkstemp would create it 0o600, which the rename would carry over).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
