@@ -1,4 +1,5 @@
 # Parquet files → reports/report.html (self-contained). Reads Parquet/CSV/JSON only, never torch.
+# The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
 
 
 rule report:
@@ -13,7 +14,18 @@ rule report:
         train_info=job_files("train_info.json"),
         train_logs=job_files("train_log.csv"),
     output:
-        html=f"{REPORTS}/report.html",
+        html=report(f"{REPORTS}/report.html", caption="../report/report.rst", category="Report"),
+        figures=report(
+            directory(f"{REPORTS}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+        tables=report(
+            expand(f"{RESULTS}/tables/{{experiment}}.{{ext}}", experiment=list(config["experiments"]), ext=["csv", "tex"]),
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
     params:
         config=config,
         config_hash=CONFIG_HASH,

@@ -53,6 +53,7 @@ class ReportInputs:
     config: dict[str, Any]
     config_hash: str
     config_files: list[str] = field(default_factory=list)
+    tables_dir: str | Path | None = None  # default: <results_dir>/tables
 
 
 def loss_label(name: str) -> str:
@@ -142,7 +143,7 @@ def _ratio_label(k: int) -> str:
 
 
 def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int,
-               paper: pd.DataFrame | None) -> list[dict[str, Any]]:
+               paper_table: str | None) -> list[dict[str, Any]]:
     """Rows for the template: block headers and loss rows with formatted cells, bold and paper deltas."""
     out: list[dict[str, Any]] = []
     for block in blocks:
@@ -153,12 +154,10 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int,
             vals = rows[rows.metric == metric].set_index("loss")["mean"].round(decimals)
             best[metric] = vals.max() if len(vals) else None
         cmp = None
-        if paper is not None:
+        if paper_table is not None:
             ours = rows.assign(block=block["key"])[["block", "loss", "metric", "mean", "std"]]
-            cmp = paper[paper.block == block["key"]]
-            cmp = compare_with_paper(ours, cmp.attrs["table"]) if len(cmp) else None
-            if cmp is not None:
-                cmp = cmp[cmp.block == block["key"]].set_index(["loss", "metric"])
+            cmp = compare_with_paper(ours, paper_table)
+            cmp = cmp[cmp.block == block["key"]].set_index(["loss", "metric"])
         for loss in losses:
             cells = []
             for metric in METRICS:
@@ -329,7 +328,6 @@ def _load_logs(paths: list[str | Path]) -> pd.DataFrame:
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     from lfa.config import experiment_datasets, jobs
     from lfa.figures_lfa import CONVENTION_NOTE
-    from lfa.paper import paper_table
 
     config = inputs.config
     metrics = pd.read_parquet(inputs.metrics)
@@ -340,7 +338,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     all_losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
                         key=loss_label)
     palette = loss_palette(all_losses)
-    tables_dir = Path(config.get("results_dir", "results")) / "tables"
+    tables_dir = Path(inputs.tables_dir or Path(config.get("results_dir", "results")) / "tables")
 
     expected = {(j.experiment, j.dataset, j.backbone, j.loss) for j in jobs(config)}
     done = set(map(tuple, summary[["experiment", "dataset", "backbone", "loss"]].drop_duplicates().to_numpy()))
@@ -365,13 +363,9 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     for name, exp in config["experiments"].items():
         layout = exp.get("layout")
         decimals = TABLES[layout]["decimals"] if layout else 3
-        paper = None
-        if exp.get("paper_table"):
-            paper = paper_table(exp["paper_table"])
-            paper.attrs["table"] = exp["paper_table"]
         blocks = experiment_blocks(config, name, summary)
         losses = sorted(exp["losses"], key=loss_label)
-        rows = table_rows(blocks, losses, decimals, paper)
+        rows = table_rows(blocks, losses, decimals, exp.get("paper_table"))
         exported = export_table(name, blocks, losses, decimals, tables_dir)
         pc = per_class[per_class.experiment == name]
         figures = []
@@ -381,11 +375,12 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
                 sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
                 fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}")
                 if fig:
-                    figures.append({"title": "Per-class recall (hardest classes under BCE first)", "src": fig})
+                    figures.append({"title": f"Per-class recall, {backbone} (hardest classes under BCE first)",
+                                    "src": fig})
                 counts = pd.read_csv(Path(config.get("data_dir", "data")) / "prepared" / dataset / "counts.csv")
                 fig = figure_auc_vs_frequency(sub, counts, palette, f"Per-class AUC vs frequency · {dataset}")
                 if fig and counts["count"].max() > 5 * counts["count"].min():
-                    figures.append({"title": "Per-class AUC vs class frequency", "src": fig})
+                    figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
         if len(datasets_of) > 1:
             for metric in ("auc", "recall", "f1"):
                 fig = figure_metric_vs_ratio(metrics, name, palette, metric)
@@ -437,10 +432,35 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     }
 
 
-def render_report(inputs: ReportInputs, out_html: str | Path) -> Path:
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text.lower()).strip("_")[:80]
+
+
+def export_figures(ctx: dict[str, Any], figures_dir: str | Path) -> list[Path]:
+    """Write every embedded figure of the report context as a PNG file (for Snakemake's own report)."""
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    named = [(f"dataset_{d['name']}", d["figure"]) for d in ctx["datasets"]]
+    named += [(f"figure2_{f['convention']}", f["figure"]) for f in ctx["lfa_figures"]]
+    named += [(f"{e['name']}_{i:02d}_{_slug(f['title'])}", f["src"])
+              for e in ctx["experiments"] for i, f in enumerate(e["figures"], start=1)]
+    paths = []
+    for name, uri in named:
+        path = figures_dir / f"{_slug(name)}.png"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+        paths.append(path)
+    return paths
+
+
+def render_report(inputs: ReportInputs, out_html: str | Path, figures_dir: str | Path | None = None) -> Path:
+    """Render ``report.html`` (self-contained); optionally also write each figure as a PNG file."""
     env = Environment(loader=PackageLoader("lfa", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("report.html.j2").render(**build_context(inputs))
+    ctx = build_context(inputs)
+    html = env.get_template("report.html.j2").render(**ctx)
     out_html = Path(out_html)
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
+    if figures_dir is not None:
+        export_figures(ctx, figures_dir)
     return out_html

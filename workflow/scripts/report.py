@@ -1,5 +1,7 @@
 """Snakemake adapter: render reports/report.html (lfa.report.render_report). Never imports torch."""
 
+from pathlib import Path
+
 from lfa.logs import logged
 from lfa.report import ReportInputs, render_report
 
@@ -16,7 +18,8 @@ with logged(sm.log[0]):
         train_info=list(sm.input.train_info),
         train_logs=list(sm.input.train_logs),
         config=dict(sm.params.config),
+        tables_dir=str(Path(sm.output.tables[0]).parent),
         config_hash=sm.params.config_hash,
         config_files=list(sm.params.config_files),
     )
-    render_report(inputs, sm.output.html)
+    render_report(inputs, sm.output.html, figures_dir=sm.output.figures)
