@@ -112,25 +112,50 @@ def cmd_losses(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Render the report from the Parquet files of a finished (or partial) run."""
+    """Render the report from the results of a finished run, or (``--partial``) of whatever jobs finished."""
     import glob
+    import tempfile
 
     from lfa.config import config_hash, jobs, load_config
     from lfa.report import ReportInputs, render_report
 
     config = load_config(args.configfile)
     res, data = Path(config["results_dir"]), Path(config["data_dir"])
-    run_dirs = [res / "runs" / j.path for j in jobs(config)]
-    inputs = ReportInputs(
-        metrics=res / "metrics.parquet", summary=res / "summary.parquet", per_class=res / "per_class.parquet",
-        comparisons=res / "comparisons.parquet",
-        curves=sorted(glob.glob(str(res / "lfa" / "curves_*.parquet"))),
-        gradients=sorted(glob.glob(str(res / "lfa" / "gradients_*.parquet"))),
-        datasets=sorted({str(data / "prepared" / j.dataset / "meta.json") for j in jobs(config)}),
-        train_info=[d / "train_info.json" for d in run_dirs], train_logs=[d / "train_log.csv" for d in run_dirs],
-        config=config, config_hash=config_hash(config), config_files=[args.configfile],
-    )
-    out = render_report(inputs, args.out or Path(config["reports_dir"]) / "report.html")
+    all_jobs = jobs(config)
+    run_dirs = [res / "runs" / j.path for j in all_jobs]
+    with tempfile.TemporaryDirectory(prefix="lfa-report-") as tmp:
+        agg = res
+        if args.partial:
+            from lfa.evaluate import aggregate
+
+            done = [d / "metrics.parquet" for d in run_dirs if (d / "metrics.parquet").exists()]
+            if not done:
+                print("lfa report: no job has finished its evaluation yet", file=sys.stderr)
+                return 2
+            print(f"{len(done)} of {len(all_jobs)} jobs evaluated; the others show as 'not run'", file=sys.stderr)
+            agg = Path(tmp)
+            aggregate(done, agg, {"lfa.config_hash": config_hash(config)})
+        curves = sorted(glob.glob(str(res / "lfa" / "curves_*.parquet")))
+        gradients = sorted(glob.glob(str(res / "lfa" / "gradients_*.parquet")))
+        if len(curves) < 2:
+            from lfa.lfa import CONVENTIONS, write_curves
+
+            losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]})
+            curves, gradients = [], []
+            for convention in CONVENTIONS:
+                c, g = write_curves(convention, Path(tmp) / f"curves_{convention}.parquet", losses,
+                                    config["loss_params"])
+                curves.append(c)
+                gradients.append(g)
+        inputs = ReportInputs(
+            metrics=agg / "metrics.parquet", summary=agg / "summary.parquet", per_class=agg / "per_class.parquet",
+            comparisons=agg / "comparisons.parquet", curves=curves, gradients=gradients,
+            datasets=sorted({str(data / "prepared" / j.dataset / "meta.json") for j in all_jobs
+                             if (data / "prepared" / j.dataset / "meta.json").exists()}),
+            train_info=[d / "train_info.json" for d in run_dirs], train_logs=[d / "train_log.csv" for d in run_dirs],
+            config=config, config_hash=config_hash(config), config_files=[args.configfile],
+        )
+        out = render_report(inputs, args.out or Path(config["reports_dir"]) / "report.html")
     print(out)
     return 0
 
@@ -179,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="render reports/report.html from the results of a run")
     _add_config(p)
-    p.add_argument("--out")
+    p.add_argument("--out", help="output HTML (default: <reports_dir>/report.html)")
+    p.add_argument("--partial", action="store_true",
+                   help="render from the jobs evaluated so far (the rest show as 'not run')")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -420,7 +420,8 @@ def dataset_summary(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     meta["counts"] = pd.read_csv(path / "counts.csv").to_dict("records")
-    meta["size_bytes"] = os.path.getsize(path / "images.npy")
+    images = path / "images.npy"
+    meta["size_bytes"] = os.path.getsize(images) if images.exists() else None
     table = COUNT_TABLES.get(meta.get("reference_table") or "")
     meta["seed_counts"] = None
     meta["count_differences"] = []

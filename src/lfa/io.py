@@ -51,5 +51,12 @@ def atomic_torch_save(obj: object, target: str | Path) -> None:
     """``torch.save`` through :func:`atomic_path`."""
     import torch
 
-    with atomic_path(target) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+    except RuntimeError as err:
+        # torch's zip writer turns a failed write (e.g. a full disk) into a RuntimeError: report the OSError.
+        cause = err.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, f"{cause.strerror} while writing {target}") from err
+        raise

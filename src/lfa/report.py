@@ -327,6 +327,7 @@ def _load_logs(paths: list[str | Path]) -> pd.DataFrame:
 
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     from lfa.config import experiment_datasets, jobs
+    from lfa.datasets import dataset_summary
     from lfa.figures_lfa import CONVENTION_NOTE
 
     config = inputs.config
@@ -346,8 +347,13 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
 
     datasets = []
     for meta_path in inputs.datasets:
-        meta = json.loads(Path(meta_path).read_text())
-        meta["counts"] = pd.read_csv(Path(meta_path).parent / "counts.csv").to_dict("records")
+        meta = dataset_summary(Path(meta_path).parent)
+        meta["scaled_demo"] = meta.get("source") == "digits"  # follows a table's proportions, not its counts
+        if meta["seed_counts"]:
+            for row, seed in zip(meta["counts"], meta["seed_counts"], strict=True):
+                row["seed"] = seed
+                row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
+        meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
         meta["figure"] = figure_class_distribution(meta)
         datasets.append(meta)
 
