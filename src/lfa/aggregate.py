@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.stats import wilcoxon
 
 from lfa.io import atomic_path
 from lfa.metrics import METRIC_COLUMNS
@@ -153,6 +152,8 @@ def _paired_test(diff: np.ndarray, n_boot: int, seed: int) -> tuple[float, float
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
+                from scipy.stats import wilcoxon  # imported here: scipy.stats costs ~1 s per job at import
+
                 p_value = float(wilcoxon(diff).pvalue)
             except (ValueError, ZeroDivisionError) as err:
                 notes.append(f"Wilcoxon test failed: {err}")
