@@ -295,6 +295,11 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str) -> str | N
     df = comparisons[comparisons.metric == metric]
     if df.empty:
         return None
+    from lfa.config import split_prepared_name
+
+    order = [(split_prepared_name(d)[0], -(split_prepared_name(d)[1] or 0), b, loss_label(x))
+             for d, b, x in zip(df["dataset"], df["backbone"], df["loss"], strict=True)]
+    df = df.iloc[sorted(range(len(df)), key=order.__getitem__)]
     df = df.assign(label=df["dataset"] + " · " + df["backbone"] + " · F-ECE − " + df["loss"].map(loss_label))
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(df) + 1.2))
     y = np.arange(len(df))
