@@ -68,6 +68,6 @@ def test_steps_by_hand_and_a_partial_report(tiny_run, tmp_path):
             (work / f"results/runs/tiny_lt/digits_lt/small_cnn/{loss}/s0_f{f}/metrics.parquet").unlink()
     proc = run("report", "--configfile", "config.yaml", "--partial", cwd=work)
     assert proc.returncode == 0, proc.stderr
-    assert "12 of 18 jobs evaluated" in proc.stderr
+    assert "15 of 18 jobs evaluated" in proc.stderr
     html = (work / "reports/report.html").read_text()
     assert "not run" in html and "tiny_lt · digits_lt · small_cnn · bce" in html

@@ -142,3 +142,59 @@ def test_augmentations_keep_shape_and_are_seeded():
     b = augment(x, ops, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b)
     assert not torch.equal(a, augment(x, ops, torch.Generator().manual_seed(2)))
+
+
+def test_streamed_data_trains_exactly_like_device_resident_data(workdir, tmp_path):
+    """device_cache_gb: 0 streams batches from the memory map; on a CPU the results are bit-identical."""
+    prepared = workdir / "data/prepared/digits_lt"
+    common = {"epochs": 2, "augment": ["hflip", "rotate15", "crop"]}
+    a = train(_job(workdir, loss="focal", **common), prepared, tmp_path / "a", tmp_path / "sa", progress=False)
+    b = train(_job(workdir, loss="focal", device_cache_gb=0, loader_threads=3, **common), prepared,
+              tmp_path / "b", tmp_path / "sb", progress=False)
+    assert (a["data_path"], b["data_path"]) == ("device", "stream")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "b/predictions.parquet"))
+    assert b["train_images_per_s"] > 0
+
+
+def test_streamed_batches_resume_mid_epoch(workdir):
+    """The streaming source started at step k yields exactly the batches k.. of a full pass."""
+    from lfa.train import StreamingData
+
+    images = np.arange(23 * 2 * 2 * 1, dtype=np.uint8).reshape(23, 2, 2, 1)
+    labels = np.eye(23, dtype=np.int8)
+    src = StreamingData(images, labels, torch.device("cpu"), threads=2)
+    order = np.random.default_rng(0).permutation(23)
+    full = [x.clone() for x, _ in src.batches(order, 4, 0, 6)]
+    tail = [x.clone() for x, _ in src.batches(order, 4, 3, 6)]
+    assert len(full) == 6 and len(tail) == 3
+    for x, y in zip(full[3:], tail, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(torch.cat(full)[:, 0, 0, 0], torch.as_tensor(images[order][:, 0, 0, 0]))
+
+
+def test_crop_draws_one_offset_per_image():
+    x = torch.arange(16 * 16, dtype=torch.float32).view(1, 1, 16, 16).repeat(64, 3, 1, 1)
+    out = augment(x, ["crop"], torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert len({float(v) for v in out[:, 0, 8, 8]}) > 5  # different shifts within one batch
+    assert torch.equal(out[:, 0], out[:, 2])  # the same shift for every channel of an image
+
+
+def test_batcher_resizes_and_augments_at_the_smaller_resolution():
+    from lfa.train import Batcher
+
+    images = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8)
+    up = Batcher(32, ["rotate180"], channels_last=False)(images, torch.Generator().manual_seed(0))
+    assert up.shape == (3, 1, 32, 32) and float(up.min()) >= 0 and float(up.max()) <= 1
+    down = Batcher(4, [], channels_last=False)(images, None)
+    assert down.shape == (3, 1, 4, 4)
+    same = Batcher(0, [], channels_last=False)(images, None)
+    assert torch.equal(same, images.permute(0, 3, 1, 2).float() / 255)
+
+
+def test_runtime_settings_do_not_change_the_run_identity(workdir):
+    meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
+    base = _job(workdir).fingerprint(meta)
+    assert _job(workdir, threads=2, loader_threads=8, device_cache_gb=0).fingerprint(meta) == base
+    assert _job(workdir, epochs=3).fingerprint(meta) != base

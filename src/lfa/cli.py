@@ -6,6 +6,7 @@
     lfa evaluate --predictions results/runs/.../predictions.parquet --out metrics.parquet
     lfa curves   --convention figure2 --out curves.csv
     lfa report   --configfile config.yaml
+    lfa estimate --configfile configs/paper.yaml [--gpus 4]   (jobs and GPU-hours per table)
     lfa losses   (list the registered losses and their hyper-parameters)
 """
 
@@ -160,6 +161,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Jobs and GPU-hours per table, from the measured throughput table (lfa.estimate)."""
+    from lfa.estimate import estimate, format_estimate
+
+    config = _config(args.configfile)
+    if args.json:
+        print(json.dumps(estimate(config), indent=2))
+    else:
+        print(format_estimate(config, args.gpus))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("losses", help="list the registered losses")
     p.set_defaults(func=cmd_losses)
+
+    p = sub.add_parser("estimate", help="number of training jobs and GPU-hours of a config, per table")
+    _add_config(p)
+    p.add_argument("--gpus", type=int, default=1, help="GPUs working in parallel, for the wall-clock line")
+    p.add_argument("--json", action="store_true", help="one JSON object per experiment instead of a table")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("report", help="render reports/report.html from the results of a run")
     _add_config(p)

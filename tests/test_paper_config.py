@@ -1,0 +1,140 @@
+"""configs/paper.yaml: valid, every protocol value explicit, the right jobs per table, listed without data."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO, SNAKEMAKE
+
+from lfa.config import jobs, load_config, load_schema, train_settings
+from lfa.estimate import estimate, format_estimate, share_outputs, shared_jobs, training_jobs
+from lfa.paper import TABLES
+
+PAPER = REPO / "configs" / "paper.yaml"
+LFA = str(Path(sys.executable).with_name("lfa"))
+LOSSES = 5
+FOLDS = 5
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(PAPER)
+
+
+def _per_table(config, job_list):
+    counts = collections.Counter()
+    for job in job_list:
+        exp = config["experiments"][job.experiment]
+        counts[exp.get("paper_table") or job.experiment] += 1
+    return counts
+
+
+def test_jobs_per_table(config):
+    listed = _per_table(config, jobs(config))
+    assert listed["table2"] == 1 * LOSSES * FOLDS  # ResNet-50 on ImageNet_LT
+    assert listed["table3"] == 3 * LOSSES * FOLDS  # DenseNet-121, ResNet-50, ResNet-50 from PGCon weights
+    assert listed["table4"] == 3 * LOSSES * FOLDS  # AlexNet, BoTNet, ResNet-50 at 1:4
+    assert listed["table5"] == 6 * LOSSES * FOLDS  # ResNet-50 at six ratios
+    assert listed["cifar10"] == 1 * LOSSES * FOLDS  # the seed's ResNet-50
+    assert listed["cifar10_32"] == listed["cifar10_lt"] == listed["cifar10_lt_32"] == listed["celeba"] == 25
+    trained = _per_table(config, training_jobs(config))
+    assert trained["table5"] == 5 * LOSSES * FOLDS  # its 1:4 block is Table 4's ResNet-50 block, trained once
+    assert sum(trained.values()) == sum(listed.values()) - 25 == 425
+
+
+def test_table5_ratio_50_is_shared_with_table4(config):
+    shared = shared_jobs(config)
+    assert len(shared) == LOSSES * FOLDS
+    for alias, original in shared.items():
+        assert alias.startswith("table5/idc_k50/resnet50/")
+        assert original == alias.replace("table5/", "table4/", 1)
+
+
+def test_every_training_value_is_explicit(config):
+    raw = yaml.safe_load(PAPER.read_text())
+    train_keys = set(load_schema()["$defs"]["train"]["properties"])
+    assert train_keys <= set(raw["train"]), sorted(train_keys - set(raw["train"]))
+    s = train_settings(config, "table2")
+    protocol = {"epochs": 20, "batch_size": 100, "optimizer": "adam", "lr": 1e-5, "betas": [0.9, 0.999],
+                "weight_decay": 1e-3, "lr_step_epochs": 5, "lr_gamma": 0.87, "image_size": 256,
+                "augment": ["rotate180"], "augment_eval": False, "pretrained": False}
+    assert {k: s[k] for k in protocol} == protocol  # the seed's code
+    text = PAPER.read_text()
+    for key in protocol:
+        line = next(li for li in text.splitlines() if li.strip().startswith(f"{key}:"))
+        assert "#" in line and re.search(r"\[(seed|ours|readme|paper)\]", line), line  # each value says its source
+
+
+def test_paper_blocks_are_all_covered(config):
+    covered = collections.defaultdict(set)
+    for exp in config["experiments"].values():
+        table = exp.get("paper_table")
+        if not table:
+            continue
+        labels = exp.get("block_labels", {})
+        if TABLES[table]["block_kind"] == "ratio":
+            ratios = exp.get("ratios", config["datasets"][exp["dataset"]]["subset"]["ratios"])
+            covered[table] |= {str(k) for k in ratios}
+        else:
+            covered[table] |= {labels.get(b, b) for b in exp["backbones"]}
+    for table in ("table2", "table3", "table4", "table5", "cifar10"):
+        assert covered[table] == set(TABLES[table]["blocks"]), table
+
+
+def test_pgcon_is_resnet50_with_initial_weights(config):
+    exp = config["experiments"]["table3_pgcon"]
+    assert exp["backbones"] == ["resnet50"] and exp["block_labels"] == {"resnet50": "pgcon"}
+    assert train_settings(config, "table3_pgcon")["init"]
+    assert train_settings(config, "table3")["init"] == ""
+
+
+def test_estimate_counts_jobs_and_hours(config):
+    rows = {r["experiment"]: r for r in estimate(config)}
+    assert rows["table5"]["jobs"] == 150 and rows["table5"]["shared"] == 25
+    assert all(r["gpu_hours"] > 0 for r in rows.values())
+    assert rows["table2"]["gpu_hours"] > rows["table3"]["gpu_hours"]  # ImageNet_LT is the big one
+    text = format_estimate(config, gpus=4)
+    assert re.search(r"^total\s+450\s+425\s+\d+\.\d", text, re.M), text
+    assert "wall-clock on 4 GPU(s)" in text
+
+
+def test_share_outputs_links_and_counts_no_training_time(tmp_path):
+    src = tmp_path / "a"
+    src.mkdir()
+    for name in ("model.pt", "train_log.csv", "predictions.parquet"):
+        (src / name).write_text(name)
+    (src / "train_info.json").write_text(json.dumps({"wall_seconds": 12.5, "job": {"experiment": "table4"}}))
+    share_outputs(src, tmp_path / "b")
+    info = json.loads((tmp_path / "b/train_info.json").read_text())
+    assert info["wall_seconds"] == 0.0 and info["original_wall_seconds"] == 12.5
+    assert info["shared_from"] == str(src)
+    assert (tmp_path / "b/model.pt").read_text() == "model.pt"
+
+
+@pytest.mark.slow
+def test_lfa_estimate_command():
+    out = subprocess.run([LFA, "estimate", "--configfile", str(PAPER)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for table in ("table2", "table3", "table4", "table5", "cifar10"):
+        assert re.search(rf"^{table}\s", out.stdout, re.M)
+    assert "NVIDIA H100" in out.stdout
+
+
+@pytest.mark.slow
+def test_dry_run_lists_every_job_without_data(tmp_path):
+    t0 = time.time()
+    proc = subprocess.run([SNAKEMAKE, "-n", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(PAPER), "--cores", "4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["train"] == "425" and counts["train_shared"] == "25"
+    assert counts["evaluate"] == "450"
+    assert time.time() - t0 < 120
