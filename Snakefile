@@ -7,7 +7,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default; a --configfile on the command line replaces it (instead of being merged into
+# it, which would add the demo's experiments to any other config).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 # Structure, types, ranges and defaults first; then names against the package registries.
@@ -29,6 +34,7 @@ include: "rules/report.smk"
 localrules:
     all,
     aggregate,
+    lfa_curves,
     report,
 
 

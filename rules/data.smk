@@ -19,6 +19,11 @@ def raw_marker(source):
     return f"{DATA}/raw/{source}/.verified"
 
 
+def _raw_root(source):
+    """The raw folder of ``source`` as a params function (it may lie outside data/: datasets.<name>.root)."""
+    return lambda wildcards: RAW_ROOTS[source]
+
+
 def _needs_raw(source):
     return source in REGISTRY and REGISTRY[source].needs_raw
 
@@ -42,14 +47,14 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
                 raw_marker(_source),
             params:
                 source=_source,
-                root=RAW_ROOTS[_source],
+                root=_raw_root(_source),
                 specs=json.dumps(check_specs(config, _source), sort_keys=True),
             localrule: True
             priority: 100
             log:
                 f"{LOGS}/download/{_source}.log",
             shell:
-                CHECK_RAW + " {params.source} --root {params.root:q} --marker {output:q} --log {log:q}"
+                f"{CHECK_RAW} {{params.source}} --root {{params.root:q}} --marker {{output:q}} --log {{log:q}}"
                 " --specs {params.specs:q}"
 
     rule:

@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         predictions=f"{RESULTS}/runs/{JOB_DIR}/predictions.parquet",
+        info=f"{RESULTS}/runs/{JOB_DIR}/train_info.json",
         meta=prepared("{dataset}", "meta.json"),
     output:
         metrics=f"{RESULTS}/runs/{JOB_DIR}/metrics.parquet",

@@ -37,6 +37,8 @@ rule train:
         experiment=f"(?!{_SHARED_RE})[^/]+",
     resources:
         gpu=gpus_wanted,
+        runtime=train_runtime,
+        mem_mb=train_mem_mb,
     threads: lambda w: max(1, int(train_settings(config, w.experiment).get("threads", 1) or 1))
     log:
         f"{LOGS}/train/{JOB_DIR}.log",

@@ -68,10 +68,11 @@ def test_rerun_is_a_no_op_and_a_changed_setting_reruns_exactly_the_affected_jobs
     assert "prepare_digits" not in counts
 
 
-def test_lint_has_no_finding_but_the_conda_one():
+@pytest.mark.parametrize("configfile", [TINY, REPO / "configs" / "paper.yaml"], ids=["tiny", "paper"])
+def test_lint_has_no_finding_but_the_conda_one(configfile):
     import subprocess
 
-    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", str(TINY), "--lint"],
+    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", str(configfile), "--lint"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     text = proc.stdout + proc.stderr
     findings = [line.strip() for line in text.splitlines() if line.lstrip().startswith("* ")]
