@@ -136,3 +136,18 @@ def test_a_second_snakemake_in_the_same_directory_is_refused_by_the_lock(tmp_pat
     assert first.returncode == 0, out[-3000:]
     summary = pd.read_parquet(tmp_path / "results/summary.parquet")
     assert set(summary["loss"]) == {"bce"} and (tmp_path / "reports/report.html").exists()
+
+
+@pytest.mark.slow
+def test_divergence_recorded_instead_of_stopping_marks_the_report(tmp_path):
+    config = tiny_config()
+    config["train"].update(epochs=1, on_divergence="record")
+    config["experiments"] = {"tiny_lt": {**config["experiments"]["tiny_lt"], "losses": ["bce", "fece"],
+                                         "train": {"lr": 1.0e30}}}  # diverges at once
+    run_snakemake(tmp_path, configfile=_write(tmp_path, config))
+    info = (tmp_path / "results/runs/tiny_lt/digits_lt/small_cnn/bce/s0_f0/train_info.json").read_text()
+    assert "loss became nan at epoch 1" in info
+    metrics = pd.read_parquet(tmp_path / "results/metrics.parquet")
+    assert metrics["diverged"].all() and metrics["auc"].isna().all()
+    html = (tmp_path / "reports/report.html").read_text()
+    assert "diverged in 3 of 3 runs" in html

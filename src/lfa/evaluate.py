@@ -15,7 +15,7 @@ import pandas as pd
 
 from lfa import __version__
 from lfa.aggregate import compare, per_class_summary, summarize, write_parquet
-from lfa.metrics import per_class_metrics
+from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 
 KEY_COLUMNS = ["experiment", "dataset", "backbone", "loss", "seed", "fold"]
 
@@ -34,10 +34,19 @@ def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray
 
 
 def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str],
-                 ratio_k: int | None = None) -> pd.DataFrame:
-    """Per-class metrics of one job, with its key columns, class names and ratio."""
+                 ratio_k: int | None = None, diverged: bool = False) -> pd.DataFrame:
+    """Per-class metrics of one job, with its key columns, class names and ratio.
+
+    A job whose training diverged (recorded with ``train.on_divergence: record``) has every metric NaN and
+    ``diverged`` True, so its cells are left out of the means and marked in the report.
+    """
     pred = read_predictions(predictions)
+    if diverged:  # no scores to evaluate: count the labels, leave every metric undefined
+        pred = {split: (np.zeros_like(scores), labels) for split, (scores, labels) in pred.items()}
     metrics = per_class_metrics(pred["val"][0], pred["val"][1], pred["test"][0], pred["test"][1])
+    if diverged:
+        metrics[METRIC_COLUMNS] = np.nan
+    metrics["diverged"] = diverged
     front = pd.DataFrame({k: [keys[k]] * len(metrics) for k in KEY_COLUMNS})
     front["ratio_k"] = pd.array([ratio_k] * len(metrics), dtype="Int64")
     metrics.insert(1, "class_name", [class_names[c] for c in metrics["class"]])

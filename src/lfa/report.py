@@ -132,8 +132,8 @@ def experiment_blocks(config: dict[str, Any], name: str, summary: pd.DataFrame) 
                 key, label = labels.get(backbone, backbone), backbone
             rows = summary[(summary.experiment == name) & (summary.dataset == dataset)
                            & (summary.backbone == backbone)]
-            blocks.append({"key": key, "label": label, "dataset": dataset, "backbone": backbone,
-                           "rows": rows})
+            blocks.append({"key": key, "label": label, "experiment": name, "dataset": dataset,
+                           "backbone": backbone, "rows": rows})
     return blocks
 
 
@@ -142,8 +142,17 @@ def _ratio_label(k: int) -> str:
     return f"{k // g}:{200 // g}"
 
 
-def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int,
-               paper_table: str | None) -> list[dict[str, Any]]:
+def diverged_runs(metrics: pd.DataFrame) -> dict[tuple[str, str, str, str], tuple[int, int]]:
+    """(experiment, dataset, backbone, loss) → (runs that diverged, runs), for runs recorded as diverged."""
+    if "diverged" not in metrics.columns or not metrics["diverged"].any():
+        return {}
+    runs = metrics.groupby(["experiment", "dataset", "backbone", "loss", "seed", "fold"])["diverged"].any()
+    per = runs.groupby(level=[0, 1, 2, 3]).agg(["sum", "count"])
+    return {key: (int(r["sum"]), int(r["count"])) for key, r in per.iterrows() if r["sum"]}
+
+
+def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, paper_table: str | None,
+               diverged: dict[tuple[str, str, str, str], tuple[int, int]] | None = None) -> list[dict[str, Any]]:
     """Rows for the template: block headers and loss rows with formatted cells, bold and paper deltas."""
     out: list[dict[str, Any]] = []
     for block in blocks:
@@ -160,6 +169,7 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int,
             cmp = cmp[cmp.block == block["key"]].set_index(["loss", "metric"])
         for loss in losses:
             cells = []
+            div = (diverged or {}).get((block["experiment"], block["dataset"], block["backbone"], loss))
             for metric in METRICS:
                 r = rows[(rows.loss == loss) & (rows.metric == metric)]
                 mean = float(r["mean"].iloc[0]) if len(r) else math.nan
@@ -168,6 +178,10 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int,
                         "bold": metric in best and best[metric] is not None and not math.isnan(mean)
                         and round(mean, decimals) == best[metric],
                         "missing": math.isnan(mean)}
+                if div:
+                    cell["diverged"] = f"diverged in {div[0]} of {div[1]} runs"
+                    if math.isnan(mean):
+                        cell["text"] = "diverged"
                 if cmp is not None and (loss, metric) in cmp.index:
                     c = cmp.loc[(loss, metric)]
                     cell["paper"] = format_cell(c.paper_mean, c.paper_std, decimals)
@@ -344,6 +358,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     all_losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
                         key=loss_label)
     palette = loss_palette(all_losses)
+    diverged = diverged_runs(metrics)
     tables_dir = Path(inputs.tables_dir or Path(config.get("results_dir", "results")) / "tables")
 
     expected = {(j.experiment, j.dataset, j.backbone, j.loss) for j in jobs(config)}
@@ -376,7 +391,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
         decimals = TABLES[layout]["decimals"] if layout else 3
         blocks = experiment_blocks(config, name, summary)
         losses = sorted(exp["losses"], key=loss_label)
-        rows = table_rows(blocks, losses, decimals, exp.get("paper_table"))
+        rows = table_rows(blocks, losses, decimals, exp.get("paper_table"), diverged)
         exported = export_table(name, blocks, losses, decimals, tables_dir)
         pc = per_class[per_class.experiment == name]
         figures = []

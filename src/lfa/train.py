@@ -438,66 +438,73 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
     fault = _fault_point()
     bar = tqdm(total=epochs * n_steps, initial=start_epoch * n_steps + start_step, disable=not progress,
                file=sys.stderr, mininterval=2.0, unit="step", desc=job.loss)
-    with _StopFlag() as stop, bar:
-        for epoch in range(start_epoch, epochs):
-            model.train()
-            _sync(device)
-            t0 = time.time()
-            perm_gen = torch.Generator().manual_seed(_mix(job.seed, job.fold, epoch))
-            order = train_idx[torch.randperm(len(train_idx), generator=perm_gen).numpy()]
-            losses = torch.zeros(n_steps, device=device)
-            images_done = 0
-            batches = data.batches(order, bs, start_step, n_steps)
-            try:
-                for step in range(start_step, n_steps):
-                    if fault is not None and fault[:2] == (epoch + 1, step):
-                        os.kill(os.getpid(), fault[2])
-                    images, y = next(batches)
-                    gen_seed = _mix(job.seed, job.fold, epoch, step)
-                    torch.manual_seed(gen_seed)
-                    gen = torch.Generator(device=device).manual_seed(gen_seed)
-                    x = batcher(images, gen)
-                    with _autocast(device, amp):
-                        logits = step_fn(x)
-                    loss = loss_fn(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses[step] = loss.detach()
-                    images_done += len(images)
-                    bar.update(1)
-                    if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
-                        bad = ~torch.isfinite(losses[start_step:step + 1])
-                        if bool(bad.any()):
-                            first = start_step + int(bad.nonzero()[0, 0])
-                            raise DivergenceError(
-                                f"loss became {float(losses[first])} at epoch {epoch + 1} step {first + 1} "
-                                f"({job.label}); the last good checkpoint is kept at {last_path}"
-                            )
-                    if stop.signum is not None:
-                        save_state(epoch, step + 1, partial + float(losses[start_step:step + 1].sum()))
-                        raise Interrupted(f"signal {stop.signum}: state saved at epoch {epoch + 1} step {step + 1}")
-            finally:
-                batches.close()
-            train_loss = (partial + float(losses[start_step:].sum())) / max(n_steps, 1)  # syncs the device
-            train_seconds = time.time() - t0
-            seen += images_done
-            start_step, partial = 0, 0.0
-            sched.step()
-            logits, labels = _predict(model, data, batcher, split["val"], amp, bs, None)
-            val_loss = float(loss_fn(logits, labels))
-            if not math.isfinite(val_loss):
-                raise DivergenceError(f"validation loss became {val_loss} at epoch {epoch + 1} ({job.label})")
-            history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                            "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0,
-                            "train_seconds": train_seconds, "train_images": images_done})
-            if val_loss < best_val:
-                best_val = val_loss
-                atomic_torch_save({"fingerprint": fp, "model": model.state_dict()}, best_path)
-            save_state(epoch + 1, 0, 0.0)
-            bar.set_postfix(epoch=epoch + 1, val_loss=f"{val_loss:.4f}", refresh=False)
-            _log(f"epoch {epoch + 1}/{epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
-                 f"({history[-1]['seconds']:.1f}s, {images_done / max(train_seconds, 1e-9):.0f} images/s)")
+    diverged: str | None = None
+    try:
+        with _StopFlag() as stop, bar:
+            for epoch in range(start_epoch, epochs):
+                model.train()
+                _sync(device)
+                t0 = time.time()
+                perm_gen = torch.Generator().manual_seed(_mix(job.seed, job.fold, epoch))
+                order = train_idx[torch.randperm(len(train_idx), generator=perm_gen).numpy()]
+                losses = torch.zeros(n_steps, device=device)
+                images_done = 0
+                batches = data.batches(order, bs, start_step, n_steps)
+                try:
+                    for step in range(start_step, n_steps):
+                        if fault is not None and fault[:2] == (epoch + 1, step):
+                            os.kill(os.getpid(), fault[2])
+                        images, y = next(batches)
+                        gen_seed = _mix(job.seed, job.fold, epoch, step)
+                        torch.manual_seed(gen_seed)
+                        gen = torch.Generator(device=device).manual_seed(gen_seed)
+                        x = batcher(images, gen)
+                        with _autocast(device, amp):
+                            logits = step_fn(x)
+                        loss = loss_fn(logits.float(), y)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        losses[step] = loss.detach()
+                        images_done += len(images)
+                        bar.update(1)
+                        if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
+                            bad = ~torch.isfinite(losses[start_step:step + 1])
+                            if bool(bad.any()):
+                                first = start_step + int(bad.nonzero()[0, 0])
+                                raise DivergenceError(
+                                    f"loss became {float(losses[first])} at epoch {epoch + 1} step {first + 1} "
+                                    f"({job.label}); the last good checkpoint is kept at {last_path}"
+                                )
+                        if stop.signum is not None:
+                            save_state(epoch, step + 1, partial + float(losses[start_step:step + 1].sum()))
+                            raise Interrupted(f"signal {stop.signum}: state saved at epoch {epoch + 1} step {step + 1}")
+                finally:
+                    batches.close()
+                train_loss = (partial + float(losses[start_step:].sum())) / max(n_steps, 1)  # syncs the device
+                train_seconds = time.time() - t0
+                seen += images_done
+                start_step, partial = 0, 0.0
+                sched.step()
+                logits, labels = _predict(model, data, batcher, split["val"], amp, bs, None)
+                val_loss = float(loss_fn(logits, labels))
+                if not math.isfinite(val_loss):
+                    raise DivergenceError(f"validation loss became {val_loss} at epoch {epoch + 1} ({job.label})")
+                history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                                "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0,
+                                "train_seconds": train_seconds, "train_images": images_done})
+                if val_loss < best_val:
+                    best_val = val_loss
+                    atomic_torch_save({"fingerprint": fp, "model": model.state_dict()}, best_path)
+                save_state(epoch + 1, 0, 0.0)
+                bar.set_postfix(epoch=epoch + 1, val_loss=f"{val_loss:.4f}", refresh=False)
+                _log(f"epoch {epoch + 1}/{epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
+                     f"({history[-1]['seconds']:.1f}s, {images_done / max(train_seconds, 1e-9):.0f} images/s)")
+    except DivergenceError as err:
+        if s.get("on_divergence", "stop") != "record":
+            raise
+        diverged = str(err)
+        _log(f"diverged, recorded as such (train.on_divergence: record): {err}")
 
     wall = time.time() - t_start
     from lfa.checkpoints import load_state
@@ -508,8 +515,11 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
     eval_gen = None
     if s.get("augment_eval"):
         eval_gen = torch.Generator(device=device).manual_seed(_mix(job.seed, job.fold, -2))
-    scores = {name: torch.sigmoid(_predict(model, data, batcher, split[name], amp, bs, eval_gen)[0])
-              for name in ("val", "test")}
+    if diverged is None:
+        scores = {name: torch.sigmoid(_predict(model, data, batcher, split[name], amp, bs, eval_gen)[0])
+                  for name in ("val", "test")}
+    else:  # a diverged run has no predictions: its scores are NaN and its metrics undefined
+        scores = {name: torch.full((len(split[name]), n_classes), math.nan) for name in ("val", "test")}
     write_predictions(out_dir / "predictions.parquet", prepared, split, scores)
     log = pd.DataFrame(history)
     log["device"] = str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
@@ -523,6 +533,8 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     if init_info is not None:
         info["init"] = init_info
+    if diverged is not None:
+        info["diverged"] = diverged
     info.update(extra_info or {})
     atomic_torch_save({"fingerprint": fp, "model": model.state_dict(), "backbone": job.backbone,
                        "num_classes": n_classes, "in_channels": int(prepared.images.shape[-1]),

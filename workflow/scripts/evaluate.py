@@ -12,5 +12,6 @@ with logged(sm.log[0]):
     meta = json.load(open(sm.input.meta))
     keys = {"experiment": w.experiment, "dataset": w.dataset, "backbone": w.backbone, "loss": w.loss,
             "seed": int(w.seed), "fold": int(w.fold)}
-    df = evaluate_job(sm.input.predictions, keys, meta["class_names"], meta.get("ratio_k"))
+    diverged = "diverged" in json.load(open(sm.input.info))
+    df = evaluate_job(sm.input.predictions, keys, meta["class_names"], meta.get("ratio_k"), diverged)
     write_parquet(df, sm.output.metrics, {})
