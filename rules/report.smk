@@ -1,5 +1,6 @@
 # Parquet files → reports/report.html (self-contained). Reads Parquet/CSV/JSON only, never torch.
 # The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
+import os
 
 
 rule report:
@@ -29,7 +30,7 @@ rule report:
     params:
         config=config,
         config_hash=CONFIG_HASH,
-        config_files=lambda w: [str(f) for f in workflow.configfiles],
+        config_files=[os.path.relpath(f) for f in workflow.configfiles],
     log:
         f"{LOGS}/report.log",
     script:

@@ -31,7 +31,7 @@ rule train:
         # what shapes the result: a change reruns the job (runtime settings and the gpu block are read from
         # the config by the script, so changing them neither retrains nor discards resume states)
         settings=lambda w: result_settings(train_settings(config, w.experiment)),
-        loss_params=lambda w: loss_params(config, w.loss),
+        loss_params=lambda w: dict(sorted(loss_params(config, w.loss).items())),
         state_dir=f"{RESULTS}/state/{JOB_DIR}",
     wildcard_constraints:
         experiment=f"(?!{_SHARED_RE})[^/]+",

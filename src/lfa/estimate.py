@@ -67,8 +67,9 @@ RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb")
 
 
 def result_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` without :data:`RUNTIME_KEYS`."""
-    return {k: v for k, v in settings.items() if k not in RUNTIME_KEYS}
+    """``settings`` without :data:`RUNTIME_KEYS`, in key order (Snakemake compares params as text, so the order
+    of the keys in a config file must not make a job look changed)."""
+    return {k: settings[k] for k in sorted(settings) if k not in RUNTIME_KEYS}
 
 
 # -------------------------------------------------------------------------------------------- shared jobs
