@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -71,3 +72,35 @@ def test_steps_by_hand_and_a_partial_report(tiny_run, tmp_path):
     assert "15 of 18 jobs evaluated" in proc.stderr
     html = (work / "reports/report.html").read_text()
     assert "not run" in html and "tiny_lt · digits_lt · small_cnn · bce" in html
+
+
+def test_a_loss_added_in_one_class_appears_in_the_cli_and_the_lfa_curves(tmp_path, capsys):
+    """Adding a loss is one class and its registry entry: the CLI and the LFA curves pick it up."""
+    import torch
+
+    from lfa.cli import main
+    from lfa.losses import Loss, register_loss, unregister_loss
+
+    @register_loss
+    class SquaredError(Loss):
+        """Brier-style loss: ``L+ = (1 - p)**2``, ``L- = p**2``."""
+
+        name = "squared_error_test"
+        display = "Squared error"
+        defaults = {}
+
+        def compute_terms(self, z):
+            p = torch.sigmoid(z)
+            return (1 - p) ** 2, p**2
+
+    try:
+        assert main(["losses"]) == 0
+        assert "squared_error_test" in capsys.readouterr().out
+        assert main(["curves", "--out", str(tmp_path / "c.csv")]) == 0
+        curves = pd.read_csv(tmp_path / "c.csv")
+        mine = curves[(curves.loss == "squared_error_test") & (curves.direction == "+/-")].sort_values("p")
+        # g+(q) = 2(1 - q); L-(q) = (1 - q)^2, so S/(1-ŷ) = 2(1-ŷ) - (1-ŷ) = 1 - ŷ: LFA = sigmoid(-ŷ)
+        expected = 1 / (1 + np.exp(mine["p"].to_numpy()))
+        assert np.allclose(mine["lfa"].to_numpy(), expected, atol=1e-6)
+    finally:
+        unregister_loss("squared_error_test")

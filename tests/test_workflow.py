@@ -79,3 +79,14 @@ def test_lint_has_no_finding_but_the_conda_one(configfile):
     # Accepted: no per-rule conda directive, since every rule imports the one installed package (README).
     assert findings, text  # the lint ran and reported
     assert all(f.startswith("* Specify a conda environment or container") for f in findings), findings
+
+
+def test_snakemakes_own_report_holds_the_figures_and_tables(tiny_run, tmp_path):
+    import zipfile
+
+    out = tmp_path / "snakemake-report.zip"
+    run_snakemake(tiny_run, "--report", str(out), configfile=tiny_run / "config.yaml")
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("report.html") for n in names)
+    assert any(n.endswith("figure2_trained.png") for n in names)
+    assert any(n.endswith("tiny_ratio.csv") for n in names) and any(n.endswith("tiny_lt.tex") for n in names)

@@ -1,0 +1,85 @@
+"""lfa.logs (job logs) and lfa.evaluate (predictions → per-class metrics → aggregated files)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfa.aggregate import read_parquet_metadata
+from lfa.evaluate import aggregate, evaluate_job, read_predictions
+from lfa.logs import logged
+from lfa.metrics import per_class_metrics
+
+
+def test_logged_sends_output_to_the_log_and_reports_errors_on_stderr(tmp_path, capfd):
+    log = tmp_path / "job.log"
+    with pytest.raises(ValueError), logged(log):
+        print("step 1")
+        print("warning", file=sys.stderr)
+        raise ValueError("scores must be finite")
+    text = log.read_text()
+    assert "step 1" in text and "warning" in text and "Traceback" in text
+    assert "ERROR: ValueError: scores must be finite" in text
+    assert f"ERROR ({log}): ValueError: scores must be finite" in capfd.readouterr().err
+    with logged(log):  # appends: a resumed job keeps its history
+        print("step 2")
+    assert log.read_text().startswith("step 1") and "step 2" in log.read_text()
+
+
+def _predictions(tmp_path, n=200, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for split in ("val", "test"):
+        y = np.eye(c, dtype=np.int8)[rng.integers(0, c, n)]
+        s = np.clip(y * 0.5 + rng.random((n, c)) * 0.6, 0, 1).astype(np.float32)
+        df = pd.DataFrame({"id": [f"{split}{i}" for i in range(n)], "split": split})
+        for k in range(c):
+            df[f"label_{k}"], df[f"score_{k}"] = y[:, k], s[:, k]
+        frames.append(df)
+    path = tmp_path / "predictions.parquet"
+    pd.concat(frames).to_parquet(path)
+    return path
+
+
+KEYS = {"experiment": "e", "dataset": "d", "backbone": "b", "loss": "fece", "seed": 0, "fold": 1}
+
+
+def test_evaluate_job_is_per_class_metrics_with_keys(tmp_path):
+    path = _predictions(tmp_path)
+    df = evaluate_job(path, KEYS, ["a", "b", "c"], ratio_k=50)
+    pred = read_predictions(path)
+    expected = per_class_metrics(*pred["val"], *pred["test"])
+    pd.testing.assert_frame_equal(df[expected.columns].reset_index(drop=True), expected)
+    assert df["class_name"].tolist() == ["a", "b", "c"] and (df["fold"] == 1).all()
+    assert df["ratio_k"].tolist() == [50, 50, 50] and not df["diverged"].any()
+    assert (df["auc"] > 0.7).all()
+
+
+def test_a_diverged_job_has_undefined_metrics_and_counted_labels(tmp_path):
+    path = _predictions(tmp_path)
+    df = evaluate_job(path, KEYS, ["a", "b", "c"], diverged=True)
+    assert df["diverged"].all() and df["auc"].isna().all() and df["f1"].isna().all()
+    assert (df["n_pos"] + df["n_neg"] == 200).all()
+
+
+def test_aggregate_writes_the_four_files_with_metadata(tmp_path):
+    files = []
+    for fold in (0, 1, 2):
+        for loss in ("bce", "fece"):
+            p = tmp_path / f"m_{loss}_{fold}.parquet"
+            evaluate_job(_predictions(tmp_path, seed=fold), {**KEYS, "loss": loss, "fold": fold},
+                         ["a", "b", "c"]).to_parquet(p)
+            files.append(p)
+    paths = aggregate(files, tmp_path / "out", {"lfa.config_hash": "abc"})
+    assert set(paths) == {"metrics", "summary", "per_class", "comparisons"}
+    metrics = pd.read_parquet(paths["metrics"])
+    assert len(metrics) == 3 * 2 * 3
+    summary = pd.read_parquet(paths["summary"])
+    auc = summary[(summary.loss == "fece") & (summary.metric == "auc")].iloc[0]
+    values = metrics[metrics.loss == "fece"]["auc"]
+    assert auc["mean"] == pytest.approx(values.mean()) and auc["std"] == pytest.approx(values.std(ddof=0))
+    meta = read_parquet_metadata(paths["summary"])
+    assert meta["lfa.config_hash"] == "abc" and "lfa.version" in meta
