@@ -87,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed, fold = parts[-1][1:].split("_f") if parts[-1].startswith("s") else (0, 0)
     keys.update(seed=int(seed), fold=int(fold))
     names = json.loads(Path(args.meta).read_text())["class_names"] if args.meta else None
-    df = evaluate_job(pred, keys, names or [str(c) for c in range(10_000)])
+    df = evaluate_job(pred, keys, names)
     out = Path(args.out) if args.out else pred.with_name("metrics.parquet")
     write_parquet(df, out, {})
     cols = ["class", "class_name", "auc", "threshold", "accuracy", "precision", "recall", "f1"]

@@ -33,9 +33,9 @@ def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray
     return out
 
 
-def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str],
+def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str] | None = None,
                  ratio_k: int | None = None, diverged: bool = False) -> pd.DataFrame:
-    """Per-class metrics of one job, with its key columns, class names and ratio.
+    """Per-class metrics of one job, with its key columns, class names (default: the class indices) and ratio.
 
     A job whose training diverged (recorded with ``train.on_divergence: record``) has every metric NaN and
     ``diverged`` True, so its cells are left out of the means and marked in the report.
@@ -49,7 +49,7 @@ def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: lis
     metrics["diverged"] = diverged
     front = pd.DataFrame({k: [keys[k]] * len(metrics) for k in KEY_COLUMNS})
     front["ratio_k"] = pd.array([ratio_k] * len(metrics), dtype="Int64")
-    metrics.insert(1, "class_name", [class_names[c] for c in metrics["class"]])
+    metrics.insert(1, "class_name", [class_names[c] if class_names else str(c) for c in metrics["class"]])
     return pd.concat([front, metrics], axis=1)
 
 

@@ -92,7 +92,7 @@ def _read_json_files(paths: list[str | Path]) -> list[dict[str, Any]]:
     return [json.loads(Path(p).read_text()) for p in paths if Path(p).exists()]
 
 
-def provenance(inputs: ReportInputs, metrics: pd.DataFrame) -> dict[str, Any]:
+def provenance(inputs: ReportInputs) -> dict[str, Any]:
     infos = _read_json_files(inputs.train_info)
     hours: dict[str, float] = {}
     devices: set[str] = set()
@@ -109,7 +109,6 @@ def provenance(inputs: ReportInputs, metrics: pd.DataFrame) -> dict[str, Any]:
         "devices": sorted(devices) or ["none recorded"],
         "hours": {k: f"{v:.3f}" for k, v in sorted(hours.items())},
         "n_jobs": len(infos),
-        "n_classes_rows": len(metrics),
     }
 
 
@@ -396,16 +395,19 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
         pc = per_class[per_class.experiment == name]
         figures = []
         datasets_of = experiment_datasets(config, name)
-        for dataset in datasets_of[:1] if len(datasets_of) == 1 else []:
+        if len(datasets_of) == 1:
+            dataset = datasets_of[0]
+            counts = pd.read_csv(Path(config.get("data_dir", "data")) / "prepared" / dataset / "counts.csv")
+            long_tailed = counts["count"].max() > 5 * counts["count"].min()
             for backbone in exp["backbones"]:
                 sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
                 fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}")
                 if fig:
                     figures.append({"title": f"Per-class recall, {backbone} (hardest classes under BCE first)",
                                     "src": fig})
-                counts = pd.read_csv(Path(config.get("data_dir", "data")) / "prepared" / dataset / "counts.csv")
-                fig = figure_auc_vs_frequency(sub, counts, palette, f"Per-class AUC vs frequency · {dataset}")
-                if fig and counts["count"].max() > 5 * counts["count"].min():
+                fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
+                                                              f"Per-class AUC vs frequency · {dataset}")
+                if fig:
                     figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
         if len(datasets_of) > 1:
             for metric in ("auc", "recall", "f1"):
@@ -448,7 +450,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
 
     return {
         "title": "lfa-repro report",
-        "prov": provenance(inputs, metrics),
+        "prov": provenance(inputs),
         "missing": [" · ".join(m) for m in missing],
         "datasets": datasets,
         "lfa_figures": lfa_figures,
