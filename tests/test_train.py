@@ -185,7 +185,9 @@ def test_batcher_resizes_and_augments_at_the_smaller_resolution():
     from lfa.train import Batcher
 
     images = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8)
-    up = Batcher(32, ["rotate180"], channels_last=False)(images, torch.Generator().manual_seed(0))
+    rotating = Batcher(32, ["rotate180"], channels_last=False)
+    assert rotating.augment_side(8) == 8
+    up = rotating(images, rotating.draw(3, 8, torch.Generator().manual_seed(0)))
     assert up.shape == (3, 1, 32, 32) and float(up.min()) >= 0 and float(up.max()) <= 1
     down = Batcher(4, [], channels_last=False)(images, None)
     assert down.shape == (3, 1, 4, 4)
@@ -198,3 +200,83 @@ def test_runtime_settings_do_not_change_the_run_identity(workdir):
     base = _job(workdir).fingerprint(meta)
     assert _job(workdir, threads=2, loader_threads=8, device_cache_gb=0).fingerprint(meta) == base
     assert _job(workdir, epochs=3).fingerprint(meta) != base
+
+
+def test_rotation_is_torchvisions_affine_rotation():
+    """The elementwise sampling grid equals affine_grid's for the same rotation matrix."""
+    import torch.nn.functional as F
+
+    from lfa.train import _rotate
+
+    x = torch.rand(5, 3, 12, 12)
+    angle = torch.tensor([0.0, 0.3, -1.2, 3.0, -3.1])
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros(5)
+    theta = torch.stack([cos, -sin, zero, sin, cos, zero], 1).view(5, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    expected = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    torch.testing.assert_close(_rotate(x, angle), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(_rotate(x, torch.zeros(5)), x, atol=1e-6, rtol=0)  # angle 0: the pixel centres
+
+
+def test_augmenting_a_chunk_equals_augmenting_its_batches():
+    """An image's augmentation depends on its own draws only: chunks and batches give identical pixels."""
+    from lfa.train import apply_augment, draw_augment, slice_augment
+
+    ops = ["hflip", "vflip", "rotate15", "crop", "rotate180"]
+    x = torch.rand(40, 3, 16, 16)
+    params = draw_augment(ops, 40, 16, torch.Generator().manual_seed(3))
+    whole = apply_augment(x, ops, params)
+    parts = [apply_augment(x[a:a + 7], ops, slice_augment(params, a, a + 7)) for a in range(0, 40, 7)]
+    assert torch.equal(whole, torch.cat(parts))
+    assert not torch.equal(whole, x)
+
+
+def test_chunk_steps_follow_the_memory_budget():
+    from lfa.train import chunk_steps
+
+    assert chunk_steps({}, 100, 3, 32) == 54  # 1.2 MB per CIFAR batch in 64 MiB
+    assert chunk_steps({}, 100, 3, 256) == 1  # a 79 MB batch is prepared alone
+    assert chunk_steps({}, 100, 1, 8) == 64  # the cap
+    assert chunk_steps({"augment_chunk_mb": 0}, 100, 3, 32) == 1
+
+
+def test_chunked_batches_train_exactly_like_one_batch_at_a_time(workdir, tmp_path):
+    """augment_chunk_mb changes how many steps are prepared at once, never the result (bit-identical)."""
+    prepared = workdir / "data/prepared/digits_lt"
+    common = {"epochs": 2, "augment": ["hflip", "rotate180", "crop"], "image_size": 12}
+    a = train(_job(workdir, loss="asl", **common), prepared, tmp_path / "a", tmp_path / "sa", progress=False)
+    b = train(_job(workdir, loss="asl", augment_chunk_mb=0, **common), prepared, tmp_path / "b", tmp_path / "sb",
+              progress=False)
+    assert a["fingerprint"] == b["fingerprint"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "b/predictions.parquet"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a/train_log.csv")[["train_loss", "val_loss"]],
+                                  pd.read_csv(tmp_path / "b/train_log.csv")[["train_loss", "val_loss"]])
+
+
+def test_sigterm_mid_epoch_resumes_the_models_own_random_stream(workdir, tmp_path, monkeypatch):
+    """A backbone with dropout draws from torch's global generator: a mid-epoch stop keeps its state."""
+    from torch import nn
+
+    from lfa.models import backbone_names, register_backbone
+    from lfa.train import Interrupted
+
+    if "dropout_cnn_test" not in backbone_names():
+        @register_backbone("dropout_cnn_test", "CNN with dropout (test)")
+        def dropout_cnn(num_classes: int, in_channels: int = 1, pretrained: bool = False) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.Dropout(0.5),
+                                 nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, num_classes))
+
+    prepared = workdir / "data/prepared/digits_lt"
+    job = _job(workdir, loss="bce", epochs=2, augment=["rotate15"])
+    job.backbone = "dropout_cnn_test"
+    train(job, prepared, tmp_path / "ref", tmp_path / "s_ref", progress=False)
+    monkeypatch.setenv("LFA_FAULT_AT", "1:3:SIGTERM")
+    with pytest.raises(Interrupted, match="state saved at epoch 1 step 4"):
+        train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", progress=False)
+    monkeypatch.delenv("LFA_FAULT_AT")
+    state = torch.load(tmp_path / "s_stop/last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (0, 4) and set(state["rng"]) == {"cpu"}
+    train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ref/predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "stop/predictions.parquet"))

@@ -63,7 +63,7 @@ IMAGENET_LT_LISTS = {"train": 115846, "val": 20000, "test": 50000}
 
 #: Train settings that change how fast a job runs, never what it computes: they are not part of a job's
 #: identity (its resume fingerprint, the rule's params), so changing them neither retrains nor discards state.
-RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb")
+RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb", "augment_chunk_mb")
 
 
 def result_settings(settings: dict[str, Any]) -> dict[str, Any]:
