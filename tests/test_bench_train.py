@@ -32,5 +32,5 @@ def test_markdown_summary_of_a_gpu_check():
                for k in ("ours_device", "ours_stream", "seed_style")}}
     text = bench_train.markdown({"card": "X", "torch": "2", "cases": [case], "concurrent": [],
                                  "table": [{"backbone": "botnet", "size": 256, "error": "RuntimeError('x')"}]})
-    assert "| resnet50 | 224 (128) | 100 | 90 (0.90) | (chunk of 1) | 90 (0.90) | 90 (0.90) |" in text
+    assert "| resnet50 | 224 (128) | 100 | 90 (0.90) | (not run) | (not run) | 90 (0.90) | 90 (0.90) |" in text
     assert "| botnet | 256 | failed: RuntimeError('x')" in text

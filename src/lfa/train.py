@@ -358,6 +358,18 @@ def make_optimizer(model: torch.nn.Module, s: dict[str, Any]) -> torch.optim.Opt
                             weight_decay=s.get("weight_decay", 0.0), fused=True)
 
 
+def compiled(model: torch.nn.Module, mode: bool | str) -> torch.nn.Module:
+    """The model as the training step calls it: eager (``false``), or ``torch.compile``d (``true`` or a mode).
+
+    ``reduce-overhead`` records the step's kernels as CUDA graphs, for small models whose step is bound by
+    kernel launches (on a CPU it compiles without graphs). Compilation happens in the first epoch, which
+    the job's steady throughput leaves out; evaluation uses the eager model (the same weights).
+    """
+    if mode is False or mode is None:
+        return model
+    return torch.compile(model, mode=None if mode is True else str(mode))
+
+
 def chunk_steps(settings: dict[str, Any], batch_size: int, channels: int, side: int) -> int:
     """Training steps whose batches are gathered, augmented and resized at once (device-resident data).
 
@@ -500,7 +512,7 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
     opt = make_optimizer(model, s)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.get("lr_step_epochs", 5),
                                             gamma=s.get("lr_gamma", 0.87))
-    step_fn = torch.compile(model) if s.get("compile") else model
+    step_fn = compiled(model, s.get("compile", False))
 
     epochs, bs = int(s["epochs"]), int(s["batch_size"])
     chunk = chunk_steps(s, bs, int(prepared.images.shape[-1]), size)
