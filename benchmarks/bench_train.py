@@ -245,7 +245,8 @@ def cmd_cpu(args: argparse.Namespace) -> int:
         prepared = write_prepared(work / "digits_bench", images, labels)
         for size in sizes:
             torch.set_num_threads(1)
-            ub = upper_bound(args.backbone, size, bs, labels.shape[1], torch.device("cpu"), steps, 2, channels=1)
+            ub = upper_bound(args.backbone, size, bs, labels.shape[1], torch.device("cpu"), steps, 2, channels=1,
+                             min_seconds=0 if args.quick else 2.0)
             rows.append({"size": size, "loop": "upper bound", "threads": 1, "workers": 0,
                          "images_per_s": ub["train_images_per_s"]})
             print(f"{size:3d}x{size:<3d} upper bound  threads=1            {ub['train_images_per_s']:8.0f} images/s",
