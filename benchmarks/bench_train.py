@@ -156,23 +156,18 @@ def run_seed_style(images: np.ndarray, labels: np.ndarray, backbone: str, size: 
     return res
 
 
-def upper_bound(backbone: str, size: int, batch_size: int, n_classes: int, device: torch.device,
-                steps: int, warmup: int, channels: int = 3, min_seconds: float = 0.0) -> dict[str, Any]:
-    """A bare training step and a bare forward pass on random data already on the device, at full speed.
+def bare_step(backbone: str, size: int, batch_size: int, n_classes: int, channels: int,
+              device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, Any]:
+    """A model, one fixed random batch on ``device`` and a function doing one training step on it.
 
-    Timed over ``steps`` steps, repeated until at least ``min_seconds`` have passed (a few hundred
-    milliseconds of a small model's steps are too few for a stable number on a GPU). The backend flags are
-    those :func:`lfa.train.train` sets (cudnn.benchmark, TF32), so both sides run under the same ones.
+    The step is ours without the data path: bf16 autocast where supported, channels_last, BCE, the fused
+    optimizer :func:`lfa.train.make_optimizer` builds.
     """
-    torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = True
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     from lfa.train import make_optimizer
 
+    torch.manual_seed(0)
     model = build_model(backbone, n_classes, channels).to(device).to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, protocol())  # the optimizer ours uses (fused Adam), so only the data path differs
+    opt = make_optimizer(model, protocol())
     loss_fn = build_loss("bce")
     x = torch.rand(batch_size, channels, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch_size, n_classes, device=device) < 0.1).float()
@@ -185,6 +180,24 @@ def upper_bound(backbone: str, size: int, batch_size: int, n_classes: int, devic
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    return model, x, step
+
+
+def upper_bound(backbone: str, size: int, batch_size: int, n_classes: int, device: torch.device,
+                steps: int, warmup: int, channels: int = 3, min_seconds: float = 0.0) -> dict[str, Any]:
+    """A bare training step and a bare forward pass on random data already on the device, at full speed.
+
+    Timed over ``steps`` steps, repeated until at least ``min_seconds`` have passed (a few hundred
+    milliseconds of a small model's steps are too few for a stable number on a GPU). The backend flags are
+    those :func:`lfa.train.train` sets (cudnn.benchmark, TF32), so both sides run under the same ones.
+    """
+    torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model, x, step = bare_step(backbone, size, batch_size, n_classes, channels, device)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
 
     def timed(fn, n: int) -> float:
         for _ in range(warmup):
@@ -301,7 +314,7 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from lfa.train import Batcher, DeviceData, chunk_steps, make_optimizer, slice_augment
+    from lfa.train import Batcher, DeviceData, slice_augment
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
@@ -312,19 +325,7 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
             self.n += 1
             return func(*args, **(kwargs or {}))
 
-    torch.manual_seed(0)
-    model = build_model(backbone, 10, channels).to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, protocol())
-    loss_fn = build_loss("bce")
-    x = torch.rand(batch_size, channels, side, side).contiguous(memory_format=torch.channels_last)
-    y = (torch.rand(batch_size, 10) < 0.1).float()
-
-    def step() -> None:
-        loss = loss_fn(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    _, _, step = bare_step(backbone, side, batch_size, 10, channels, torch.device("cpu"))
     step()  # the optimizer's state exists from the second step on
     with Count() as count:
         step()
@@ -589,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=8, help="DataLoader workers of the seed-style loop")
     p.add_argument("--tmp", default=None, help="where the synthetic prepared sets are written")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
-    p.add_argument("--budget-s", type=float, default=300, help="skip the concurrency runs after this many seconds")
+    p.add_argument("--budget-s", type=float, default=300,
+                   help="skip the concurrency runs and the per-backbone table after this many seconds")
     p.set_defaults(func=cmd_gpu)
     p = sub.add_parser("ours", help="one run of lfa.train.train, printed as JSON (used by 'gpu')")
     p.add_argument("--prepared", required=True)

@@ -34,3 +34,11 @@ def test_markdown_summary_of_a_gpu_check():
                                  "table": [{"backbone": "botnet", "size": 256, "error": "RuntimeError('x')"}]})
     assert "| resnet50 | 224 (128) | 100 | 90 (0.90) | (not run) | (not run) | 90 (0.90) | 90 (0.90) |" in text
     assert "| botnet | 256 | failed: RuntimeError('x')" in text
+
+
+def test_chunked_data_path_dispatches_a_fraction_of_the_step_by_step_operations():
+    """What keeps a launch-bound GPU job at the bare step's speed, counted on the CPU."""
+    ops = bench_train.ops_per_step("cifar_resnet20", 16, 3, 50, ["hflip", "rotate180"], n_images=1000)
+    assert ops["model"] > 100  # forward, loss, backward, fused optimizer
+    assert ops["data, one step at a time"] > 10
+    assert ops["data, chunked"] <= ops["data, one step at a time"] / 10  # 20 steps in one chunk
