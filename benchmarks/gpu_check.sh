@@ -23,7 +23,7 @@ PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-LIMIT="${GPU_CHECK_LIMIT_S:-400}"
+LIMIT="${GPU_CHECK_LIMIT_S:-470}"  # the whole check stays under 8 minutes; partial results are saved as it goes
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 {
   echo "== $(date -u +%FT%TZ) gpu_check on $(hostname)"
