@@ -421,6 +421,24 @@ def _log(msg: str) -> None:
     tqdm.write(f"[lfa train] {msg}", file=sys.stderr)
 
 
+def model_batches(data: DeviceData | StreamingData, batcher: Batcher, order: np.ndarray, bs: int, start: int,
+                  n_steps: int, chunk: int, params: list[torch.Tensor] | None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Model-ready ``(x, y)`` of steps ``start``.. ``n_steps - 1`` of ``order``, prepared ``chunk`` steps at a time.
+
+    ``params`` are the augmentation draws for the positions of ``order`` (``None``: no augmentation).
+    """
+    pos = start * bs
+    source = data.batches(order, bs, start, n_steps, chunk)
+    try:
+        for images, y in source:
+            x = batcher(images, slice_augment(params, pos, pos + len(y)))
+            pos += len(y)
+            for offset in range(0, len(y), bs):
+                yield x[offset:offset + bs], y[offset:offset + bs]
+    finally:
+        source.close()  # stops a streaming source's threads when the caller stops early
+
+
 @torch.no_grad()
 def _predict(model, data: DeviceData | StreamingData, batcher: Batcher, idx: np.ndarray, amp: bool, bs: int,
              gen: torch.Generator | None, chunk: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -428,13 +446,9 @@ def _predict(model, data: DeviceData | StreamingData, batcher: Batcher, idx: np.
     model.eval()
     logits, labels = [], []
     params = batcher.draw(len(idx), data.native, gen, data.device) if gen is not None else None
-    done = 0
-    for images, y in data.batches(idx, bs, 0, _n_batches(len(idx), bs, drop_single=False), chunk):
-        x_chunk = batcher(images, slice_augment(params, done, done + len(images)))
-        done += len(images)
-        for start in range(0, len(images), bs):
-            with _autocast(data.device, amp):
-                logits.append(model(x_chunk[start:start + bs]).float())
+    for x, y in model_batches(data, batcher, idx, bs, 0, _n_batches(len(idx), bs, drop_single=False), chunk, params):
+        with _autocast(data.device, amp):
+            logits.append(model(x).float())
         labels.append(y)
     if not logits:
         n_classes = data.labels.shape[1]
@@ -569,40 +583,35 @@ def train(job: TrainJob, prepared_dir: str | Path, out_dir: str | Path, state_di
                 step_losses: list[torch.Tensor] = []  # one 0-d tensor per step: no per-step kernel or sync
                 checked = 0
                 images_done = 0
-                step = start_step
-                batches = data.batches(order, bs, start_step, n_steps, chunk)
+                batches = model_batches(data, batcher, order, bs, start_step, n_steps, chunk, params)
                 try:
-                    for images_chunk, y_chunk in batches:
-                        x_chunk = batcher(images_chunk, slice_augment(params, step * bs, step * bs + len(y_chunk)))
-                        for offset in range(0, len(y_chunk), bs):
-                            if fault is not None and fault[:2] == (epoch + 1, step):
-                                os.kill(os.getpid(), fault[2])
-                            x, y = x_chunk[offset:offset + bs], y_chunk[offset:offset + bs]
-                            with _autocast(device, amp):
-                                logits = step_fn(x)
-                            loss = loss_fn(logits.float(), y)
-                            opt.zero_grad(set_to_none=True)
-                            loss.backward()
-                            opt.step()
-                            step_losses.append(loss.detach())
-                            images_done += len(y)
-                            step += 1
-                            bar.update(1)
-                            if step % CHECK_EVERY == 0 or step == n_steps:
-                                recent = torch.stack(step_losses[checked:])
-                                bad = ~torch.isfinite(recent)
-                                if bool(bad.any()):
-                                    i = int(bad.nonzero()[0, 0])
-                                    raise DivergenceError(
-                                        f"loss became {float(recent[i])} at epoch {epoch + 1} step "
-                                        f"{start_step + checked + i + 1} ({job.label}); the last good checkpoint "
-                                        f"is kept at {last_path}"
-                                    )
-                                checked = len(step_losses)
-                            if stop.signum is not None:
-                                save_state(epoch, step, partial + float(torch.stack(step_losses).sum()),
-                                           _rng_state(device))
-                                raise Interrupted(f"signal {stop.signum}: state saved at epoch {epoch + 1} step {step}")
+                    for step, (x, y) in enumerate(batches, start_step):
+                        if fault is not None and fault[:2] == (epoch + 1, step):
+                            os.kill(os.getpid(), fault[2])
+                        with _autocast(device, amp):
+                            logits = step_fn(x)
+                        loss = loss_fn(logits.float(), y)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        step_losses.append(loss.detach())
+                        images_done += len(y)
+                        bar.update(1)
+                        if (step + 1) % CHECK_EVERY == 0 or step + 1 == n_steps:
+                            recent = torch.stack(step_losses[checked:])
+                            bad = ~torch.isfinite(recent)
+                            if bool(bad.any()):
+                                i = int(bad.nonzero()[0, 0])
+                                raise DivergenceError(
+                                    f"loss became {float(recent[i])} at epoch {epoch + 1} step "
+                                    f"{start_step + checked + i + 1} ({job.label}); the last good checkpoint "
+                                    f"is kept at {last_path}"
+                                )
+                            checked = len(step_losses)
+                        if stop.signum is not None:
+                            save_state(epoch, step + 1, partial + float(torch.stack(step_losses).sum()),
+                                       _rng_state(device))
+                            raise Interrupted(f"signal {stop.signum}: state saved at epoch {epoch + 1} step {step + 1}")
                 finally:
                     batches.close()
                 epoch_sum = float(torch.stack(step_losses).sum()) if step_losses else 0.0  # syncs the device
