@@ -15,12 +15,15 @@ if not workflow.overwrite_configfiles:
 
 
 
-# Structure, types, ranges and defaults first; then names against the package registries.
+# Structure, types, ranges and defaults first; then names against the package registries; then results of an
+# older layout, which must be moved (lfa migrate) before anything would train them again.
 validate(config, "schemas/config.schema.yaml")
 
 import lfa.config as lfa_config
+import lfa.migrate as lfa_migrate
 
 lfa_config.check_config(config)
+lfa_migrate.check_results_layout(config)
 
 
 include: "rules/common.smk"
@@ -41,4 +44,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        f"{REPORTS}/report.html",
+        rules.report.output.html,

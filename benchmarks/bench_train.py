@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfa.batches import chunk_steps
 from lfa.losses import build_loss
 from lfa.models import build_model
-from lfa.train import chunk_steps
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -88,9 +88,10 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ loops
 def run_ours(prepared: Path, backbone: str, settings: dict[str, Any], work: Path, loss: str = "bce") -> dict[str, Any]:
     """``lfa.train.train`` on ``prepared``; images/s over the training steps of the epochs after the first."""
-    from lfa.train import TrainJob, train
+    from lfa.plan import Job
+    from lfa.train import train
 
-    job = TrainJob("bench", prepared.name, backbone, loss, 0, 0, settings)
+    job = Job.build(prepared.name, backbone, loss, 0, 0, protocol(**settings))
     tag = f"{backbone}_{time.time_ns()}"
     info = train(job, prepared, work / tag / "out", work / tag / "state", progress=False)
     return {"images_per_s": info["steady_images_per_s"], "data_path": info["data_path"],
@@ -234,11 +235,9 @@ def _sync(device: torch.device) -> None:
 
 def protocol(**overrides: Any) -> dict[str, Any]:
     """The paper config's training settings (configs/paper.yaml), with ``overrides``."""
-    base = {"epochs": 3, "batch_size": 100, "optimizer": "adam", "lr": 1e-5, "betas": [0.9, 0.999],
-            "weight_decay": 1e-3, "lr_step_epochs": 5, "lr_gamma": 0.87, "image_size": 0, "augment": ["rotate180"],
-            "augment_eval": False, "device": "auto", "amp": True, "channels_last": True, "compile": False,
-            "threads": 1, "device_cache_gb": 16, "loader_threads": 4, "pretrained": False, "init": ""}
-    return {**base, **overrides}
+    from lfa.config import train_defaults
+
+    return {**train_defaults(), "epochs": 3, "augment": ["rotate180"], **overrides}
 
 
 # ------------------------------------------------------------------------------------------------ cpu
@@ -314,7 +313,8 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from lfa.train import Batcher, DeviceData, slice_augment
+    from lfa.augment import Batcher, slice_augment
+    from lfa.batches import DeviceData
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
@@ -336,7 +336,8 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
     order = np.random.default_rng(0).permutation(n_images)
     n_steps = n_images // batch_size
     params = batcher.draw(n_images, side, torch.Generator().manual_seed(0))
-    for name, k in (("data, one step at a time", 1), ("data, chunked", chunk_steps({}, batch_size, channels, side))):
+    chunked = chunk_steps(protocol(), batch_size, channels, side)
+    for name, k in (("data, one step at a time", 1), ("data, chunked", chunked)):
         with Count() as count:
             done = 0
             for chunk, y_chunk in data.batches(order, batch_size, 0, n_steps, k):
@@ -427,7 +428,7 @@ def cmd_gpu(args: argparse.Namespace) -> int:
             # the bound and our device path twice, interleaved: each side's best run is compared
             parts = [("upper_bound", bound), ("ours_device", partial(run_ours, prepared, backbone, s, work))]
             parts = parts * (1 if quick else 2)
-            if chunk_steps({}, 100, 3, size) > 1:  # a small model: what chunks and CUDA graphs gain
+            if chunk_steps(protocol(), 100, 3, size) > 1:  # a small model: what chunks and CUDA graphs gain
                 parts.append(("ours_device_one_step",
                               partial(run_ours, prepared, backbone, {**s, "augment_chunk_mb": 0}, work)))
                 parts.append(("ours_device_graphs",

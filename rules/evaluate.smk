@@ -1,30 +1,30 @@
-# predictions.parquet → per-class metrics of each job → aggregated Parquet files (no torch, no GPU).
+# predictions.parquet → per-class metrics of each run → each experiment's aggregated Parquet files (no torch,
+# no GPU). An experiment's rows come from the runs of its jobs (lfa.plan.Plan.experiments), shared or not.
 
 
 rule evaluate:
     input:
-        predictions=f"{RESULTS}/runs/{JOB_DIR}/predictions.parquet",
-        info=f"{RESULTS}/runs/{JOB_DIR}/train_info.json",
-        meta=prepared("{dataset}", "meta.json"),
+        predictions=rules.train.output.predictions,
+        info=rules.train.output.train_info,
+        meta=lambda w: str(LAYOUT.prepared_file(job(w).dataset, "meta.json")),
     output:
-        metrics=f"{RESULTS}/runs/{JOB_DIR}/metrics.parquet",
+        metrics=str(LAYOUT.run_file("{run}", "metrics.parquet")),
     log:
-        f"{LOGS}/evaluate/{JOB_DIR}.log",
+        str(LAYOUT.log("evaluate", "{run}")),
     script:
         "../workflow/scripts/evaluate.py"
 
 
 rule aggregate:
     input:
-        job_files("metrics.parquet"),
+        expand(rules.evaluate.output.metrics, run=RUNS),
     output:
-        metrics=f"{RESULTS}/metrics.parquet",
-        summary=f"{RESULTS}/summary.parquet",
-        per_class=f"{RESULTS}/per_class.parquet",
-        comparisons=f"{RESULTS}/comparisons.parquet",
+        **{name: str(LAYOUT.aggregate(name)) for name in AGGREGATES},
+        runs=str(LAYOUT.aggregate("runs")),
     params:
+        runs={name: [job.path for job in jobs] for name, jobs in PLAN.experiments.items()},
         config_hash=CONFIG_HASH,
     log:
-        f"{LOGS}/aggregate.log",
+        str(LAYOUT.log("aggregate")),
     script:
         "../workflow/scripts/aggregate.py"

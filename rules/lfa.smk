@@ -3,8 +3,8 @@
 
 rule lfa_curves:
     output:
-        curves=f"{RESULTS}/lfa/curves_{{convention}}.parquet",
-        gradients=f"{RESULTS}/lfa/gradients_{{convention}}.parquet",
+        curves=str(LAYOUT.curves("{convention}")),
+        gradients=str(LAYOUT.gradients("{convention}")),
     params:
         losses=sorted({loss for exp in config["experiments"].values() for loss in exp["losses"]}),
         loss_params=config["loss_params"],
@@ -12,6 +12,6 @@ rule lfa_curves:
     wildcard_constraints:
         convention="trained|figure2",
     log:
-        f"{LOGS}/lfa_{{convention}}.log",
+        str(LAYOUT.log("lfa", "{convention}")),
     script:
         "../workflow/scripts/lfa_curves.py"

@@ -1,29 +1,29 @@
-# Parquet files → reports/report.html (self-contained). Reads Parquet/CSV/JSON only, never torch.
+# Parquet files → <reports_dir>/report.html (self-contained). Reads Parquet/CSV/JSON only, never torch.
 # The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
 import os
+
+CONVENTIONS = ["trained", "figure2"]
 
 
 rule report:
     input:
-        metrics=f"{RESULTS}/metrics.parquet",
-        summary=f"{RESULTS}/summary.parquet",
-        per_class=f"{RESULTS}/per_class.parquet",
-        comparisons=f"{RESULTS}/comparisons.parquet",
-        curves=expand(f"{RESULTS}/lfa/curves_{{c}}.parquet", c=["trained", "figure2"]),
-        gradients=expand(f"{RESULTS}/lfa/gradients_{{c}}.parquet", c=["trained", "figure2"]),
-        datasets=sorted({prepared(job.dataset, "meta.json") for job in JOBS}),
-        train_info=job_files("train_info.json"),
-        train_logs=job_files("train_log.csv"),
+        **{name: getattr(rules.aggregate.output, name) for name in (*AGGREGATES, "runs")},
+        curves=[str(LAYOUT.curves(c)) for c in CONVENTIONS],
+        gradients=[str(LAYOUT.gradients(c)) for c in CONVENTIONS],
+        meta=sorted({str(LAYOUT.prepared_file(j.dataset, "meta.json")) for j in PLAN.jobs}),
+        counts=sorted({str(LAYOUT.prepared_file(j.dataset, "counts.csv")) for j in PLAN.jobs}),
+        train_info=expand(rules.train.output.train_info, run=RUNS),
+        train_log=expand(rules.train.output.train_log, run=RUNS),
     output:
-        html=report(f"{REPORTS}/report.html", caption="../report/report.rst", category="Report"),
+        html=report(str(LAYOUT.report), caption="../report/report.rst", category="Report"),
         figures=report(
-            directory(f"{REPORTS}/figures"),
+            directory(str(LAYOUT.figures)),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
         ),
         tables=report(
-            expand(f"{RESULTS}/tables/{{experiment}}.{{ext}}", experiment=list(config["experiments"]), ext=["csv", "tex"]),
+            [str(LAYOUT.table(name, ext)) for name in config["experiments"] for ext in ("csv", "tex")],
             caption="../report/tables.rst",
             category="Tables",
         ),
@@ -32,6 +32,6 @@ rule report:
         config_hash=CONFIG_HASH,
         config_files=[os.path.relpath(f) for f in workflow.configfiles],
     log:
-        f"{LOGS}/report.log",
+        str(LAYOUT.log("report")),
     script:
         "../workflow/scripts/report.py"

@@ -28,3 +28,14 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TINY, check: boo
 
 def tiny_config() -> dict:
     return yaml.safe_load(TINY.read_text())
+
+
+def dataset_spec(ds: dict, name: str = "d", ratio_k: int | None = None) -> dict:
+    """The spec ``lfa.datasets.prepare`` gets for a dataset config block: schema defaults filled, as the
+    workflow passes it (lfa.plan.prepared_datasets)."""
+    from lfa.config import validate_config
+    from lfa.plan import prepared_datasets, ratio_dataset
+
+    config = validate_config({"datasets": {name: dict(ds)},
+                              "experiments": {"e": {"dataset": name, "backbones": ["small_cnn"], "losses": ["bce"]}}})
+    return prepared_datasets(config)[ratio_dataset(name, ratio_k) if ratio_k is not None else name]

@@ -11,6 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_snakemake, tiny_config
+
+from lfa.config import validate_config
+from lfa.plan import plan
 
 LFA = str(Path(sys.executable).with_name("lfa"))
 
@@ -56,7 +60,9 @@ def test_bad_config_gives_one_clear_line(tmp_path):
 def test_steps_by_hand_and_a_partial_report(tiny_run, tmp_path):
     work = tmp_path / "w"
     shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake", "reports"))
-    job = work / "results/runs/tiny_lt/digits_lt/small_cnn/fece/s0_f1"
+    the_plan = plan(validate_config(tiny_config()))
+    runs = {(j.loss, j.fold): work / "results/runs" / j.path for j in the_plan.experiments["tiny_lt"]}
+    job = runs["fece", 1]
     proc = run("evaluate", "--predictions", str(job / "predictions.parquet"),
                "--meta", str(work / "data/prepared/digits_lt/meta.json"), "--out", str(tmp_path / "m.parquet"))
     assert proc.returncode == 0, proc.stderr
@@ -64,14 +70,33 @@ def test_steps_by_hand_and_a_partial_report(tiny_run, tmp_path):
     by_rule = pd.read_parquet(job / "metrics.parquet")
     pd.testing.assert_frame_equal(by_hand, by_rule)
     # Take two jobs' evaluations away: the partial report still renders and marks their cells.
-    for loss in ("bce",):
-        for f in (0, 1, 2):
-            (work / f"results/runs/tiny_lt/digits_lt/small_cnn/{loss}/s0_f{f}/metrics.parquet").unlink()
+    for f in (0, 1, 2):
+        (runs["bce", f] / "metrics.parquet").unlink()
     proc = run("report", "--configfile", "config.yaml", "--partial", cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert "15 of 18 jobs evaluated" in proc.stderr
     html = (work / "reports/report.html").read_text()
     assert "not run" in html and "tiny_lt · digits_lt · small_cnn · bce" in html
+
+
+@pytest.mark.slow
+def test_train_by_hand_never_touches_the_workflows_runs(tiny_run, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake", "reports"))
+    job = plan(validate_config(tiny_config())).experiments["tiny_lt"][0]
+    run_dir = work / "results/runs" / job.path
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    args = ["train", "--configfile", "config.yaml", "--experiment", "tiny_lt", "--dataset", job.dataset,
+            "--backbone", job.backbone, "--loss", job.loss, "--fold", str(job.fold), "--epochs", "1"]
+    refused = run(*args, "--out", str(run_dir), cwd=work)
+    assert refused.returncode == 2 and "which the workflow owns" in refused.stderr and "--force" in refused.stderr
+    done = run(*args, cwd=work)
+    assert done.returncode == 0, done.stderr
+    manual = work / "results/manual" / job.path
+    assert (manual / "predictions.parquet").exists() and f"written: {manual}" in done.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # the workflow's run is untouched
+    proc = run_snakemake(work, "-n", configfile=work / "config.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_a_loss_added_in_one_class_appears_in_the_cli_and_the_lfa_curves(tmp_path, capsys):

@@ -6,16 +6,8 @@ import pytest
 import yaml
 from helpers import REPO, tiny_config
 
-from lfa.config import (
-    ConfigError,
-    config_hash,
-    experiment_datasets,
-    jobs,
-    prepared_datasets,
-    split_prepared_name,
-    train_settings,
-    validate_config,
-)
+from lfa.config import ConfigError, config_hash, validate_config
+from lfa.plan import experiment_datasets, jobs, prepared_datasets, split_prepared_name, train_settings
 
 
 def test_default_config_is_valid_and_defaults_are_filled():
@@ -37,7 +29,7 @@ def test_expansion_of_ratio_datasets():
     assert split_prepared_name("digits_binary_k50") == ("digits_binary", 50)
     assert split_prepared_name("digits_lt") == ("digits_lt", None)
     paths = {j.path for j in jobs(config)}
-    assert "tiny_ratio/digits_binary_k1/small_cnn/fece/s0_f2" in paths
+    assert any(p.startswith("digits_binary_k1/small_cnn/fece/") and p.endswith("/s0_f2") for p in paths)
     assert len(paths) == 2 * 3 + 2 * 2 * 3
 
 

@@ -5,18 +5,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import dataset_spec
 
-from lfa.datasets import (
-    RawData,
-    assign_folds,
-    load_digits_raw,
-    load_prepared,
-    long_tail_counts,
-    prepare,
-    ratio_counts,
-    select_subset,
-)
+from lfa.datasets import assign_folds, load_prepared, long_tail_counts, prepare, ratio_counts, subset_indices
 from lfa.reference import CIFAR10_LT
+from lfa.sources.base import RawData
+from lfa.sources.digits import load_digits_raw
 
 
 def test_long_tail_counts_reproduce_the_reference_table_at_full_size():
@@ -49,15 +43,15 @@ def test_ratio_unit_arithmetic_at_the_paper_size():
 
 def test_binary_ratio_subsets_are_nested_and_exact():
     raw = load_digits_raw()
-    spec = {"subset": {"kind": "binary_ratio", "positive_class": 8, "ratios": [50, 25, 1], "seed": 0}}
+    subset = {"kind": "binary_ratio", "positive_class": 8, "ratios": [50, 25, 1], "seed": 0}
     kept = {}
     for k in (50, 25, 1):
-        idx, sub = select_subset(raw, spec, k)
-        pos = sub.labels[idx, 1].sum()
-        neg = sub.labels[idx, 0].sum()
+        idx, labels, names, _ = subset_indices(raw.labels, raw.class_names, raw.task, subset, k)
+        pos = labels[idx, 1].sum()
+        neg = labels[idx, 0].sum()
         assert (neg, pos) == (600, 3 * k)  # unit = min(174 // 50, 1623 // 200) = 3
         kept[k] = set(np.asarray(raw.ids)[idx])
-        assert sub.class_names == ["not 8", "8"]
+        assert names == ["not 8", "8"]
     assert kept[1] < kept[25] < kept[50]
 
 
@@ -83,8 +77,8 @@ def test_multilabel_folds_spread_rare_labels():
 
 
 def test_prepare_writes_the_documented_files(tmp_path):
-    spec = {"source": "digits", "subset": {"kind": "long_tail", "reference": "cifar10_lt"}, "ratio_k": None}
-    out = prepare("digits_lt", spec, tmp_path / "digits_lt", n_splits=5, split_seed=0)
+    spec = dataset_spec({"source": "digits", "subset": {"kind": "long_tail", "reference": "cifar10_lt"}})
+    out = prepare("digits_lt", spec, "", tmp_path / "digits_lt", n_splits=5, split_seed=0, downloads=tmp_path)
     index = pd.read_parquet(out / "index.parquet")
     counts = pd.read_csv(out / "counts.csv")
     meta = json.loads((out / "meta.json").read_text())

@@ -299,7 +299,7 @@ def test_a_corrupted_cifar_download_is_deleted(server, tmp_path, cifar_archive):
     server.routes[CIFAR_URL_PATH] = {"body": cifar_archive[: len(cifar_archive) // 2]}
     root = tmp_path / "cifar10"
     with pytest.raises(ChecksumError, match="expected md5"):
-        ensure_raw("cifar10", root, [{}])
+        ensure_raw("cifar10", root, [{"checksums": True}])
     assert list(root.iterdir()) == []
 
 
@@ -308,7 +308,7 @@ def test_celeba_falls_back_to_manual_when_the_mirror_refuses(server, tmp_path):
     server.routes["/download"] = {"body": b"<html>Quota exceeded</html>", "type": "text/html"}
     root = tmp_path / "celeba"
     with pytest.raises(RawDataMissing) as err:
-        ensure_raw("celeba", root, [{}])
+        ensure_raw("celeba", root, [{"checksums": True}])
     message = str(err.value)
     assert celeba_source.PAGE in message and str(root) in message and "list_eval_partition.txt" in message
 

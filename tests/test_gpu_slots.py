@@ -13,7 +13,9 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE, tiny_config
 
+from lfa.config import validate_config
 from lfa.gpu import detect_devices, gpu_slot, overlapping_holds, parse_slot_log, scheduler_assigned
+from lfa.plan import plan
 
 HOLD = """
 import sys, time, os
@@ -111,8 +113,8 @@ def test_overlap_detection_finds_a_double_hold():
 def test_snakemake_jobs_never_share_a_slot(tmp_path):
     """6 training jobs, --resources gpu=2, a fake count of 2 GPUs: the jobs' logs show disjoint holds per slot.
 
-    The same run checks identical jobs: a second experiment whose jobs equal 3 of the first's trains nothing
-    and gets the first's outputs (rule train_shared).
+    The same run checks identical jobs: a second experiment whose jobs equal 3 of the first's adds no job; its
+    table reads the first's run folders.
     """
     config = tiny_config()
     config["train"].update(epochs=1, device="auto")  # no CUDA here: "auto" trains on the CPU but asks for a GPU
@@ -121,16 +123,16 @@ def test_snakemake_jobs_never_share_a_slot(tmp_path):
         "slots": {"dataset": "digits_binary", "ratios": [50], "backbones": ["small_cnn"], "losses": ["bce", "fece"]},
         "again": {"dataset": "digits_binary", "ratios": [50], "backbones": ["small_cnn"], "losses": ["bce"]},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # the first experiment trains
-    targets = [f"results/runs/{exp}/digits_binary_k50/small_cnn/{loss}/s0_f{fold}/train_info.json"
-               for exp, losses in (("slots", ["bce", "fece"]), ("again", ["bce"])) for loss in losses
-               for fold in (0, 1, 2)]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    the_plan = plan(validate_config(config))
+    assert len(the_plan.jobs) == 6 and set(the_plan.experiments["again"]) < set(the_plan.experiments["slots"])
+    targets = [f"results/runs/{job.path}/train_info.json" for job in the_plan.jobs]
     cmd = [SNAKEMAKE, *targets, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
            str(tmp_path / "config.yaml"), "--cores", "4", "--resources", "gpu=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=_clean_env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
-    logs = sorted((tmp_path / "logs/train/slots").rglob("*.log"))
+    logs = sorted((tmp_path / "logs/train").rglob("*.log"))
     assert len(logs) == 6
     events = []
     for log in logs:
@@ -142,11 +144,6 @@ def test_snakemake_jobs_never_share_a_slot(tmp_path):
     holds = sorted((a["time"], b["time"]) for a, b in zip(events[::2], events[1::2], strict=True))
     busiest = max(sum(1 for s, e in holds if s <= t < e) for t, _ in holds)
     assert busiest == 2  # --resources gpu=2 capped the concurrency at the two slots
-    info = (tmp_path / "results/runs/slots/digits_binary_k50/small_cnn/bce/s0_f0/train_info.json").read_text()
+    info = (tmp_path / "results/runs" / the_plan.experiments["again"][0].path / "train_info.json").read_text()
     assert '"gpu_slot":' in info and '"cuda_visible_devices":' in info
-
-    shared = tmp_path / "results/runs/again/digits_binary_k50/small_cnn/bce/s0_f0"
-    original = tmp_path / "results/runs/slots/digits_binary_k50/small_cnn/bce/s0_f0"
-    assert (shared / "model.pt").stat().st_ino == (original / "model.pt").stat().st_ino  # a hard link
-    assert '"shared_from"' in (shared / "train_info.json").read_text()
-    assert "gpu slot" not in (tmp_path / "logs/train/again/digits_binary_k50/small_cnn/bce/s0_f0.log").read_text()
+    assert not (tmp_path / "results/runs/again").exists() and not (tmp_path / "results/runs/slots").exists()

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfa.figures_lfa import loss_palette, plot_figure2
-from lfa.lfa import (
+from lfa.curves import (
     CONVENTION_NOTE,
     CONVENTIONS,
     DEFAULT_GRID,
@@ -24,6 +23,7 @@ from lfa.lfa import (
     lfa_curve,
     write_curves,
 )
+from lfa.figures_lfa import loss_palette, plot_figure2
 from lfa.losses import PAPER_LOSSES, build_loss, loss_names
 
 GRID = np.linspace(0.1, 0.999, 91)

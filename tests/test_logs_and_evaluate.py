@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfa.aggregate import read_parquet_metadata
-from lfa.evaluate import aggregate, evaluate_job, read_predictions
+from lfa.aggregate import aggregate
+from lfa.evaluate import evaluate_job, read_predictions
+from lfa.io import read_parquet_metadata
 from lfa.logs import logged
 from lfa.metrics import per_class_metrics
 
@@ -44,7 +45,7 @@ def _predictions(tmp_path, n=200, c=3, seed=0):
     return path
 
 
-KEYS = {"experiment": "e", "dataset": "d", "backbone": "b", "loss": "fece", "seed": 0, "fold": 1}
+KEYS = {"dataset": "d", "backbone": "b", "loss": "fece", "seed": 0, "fold": 1}
 
 
 def test_evaluate_job_is_per_class_metrics_with_keys(tmp_path):
@@ -73,12 +74,15 @@ def test_aggregate_writes_the_four_files_with_metadata(tmp_path):
             evaluate_job(_predictions(tmp_path, seed=fold), {**KEYS, "loss": loss, "fold": fold},
                          ["a", "b", "c"]).to_parquet(p)
             files.append(p)
-    paths = aggregate(files, tmp_path / "out", {"lfa.config_hash": "abc"})
+    paths = aggregate({"e": files, "again": files[:2]}, tmp_path / "out", {"lfa.config_hash": "abc"})
     assert set(paths) == {"metrics", "summary", "per_class", "comparisons"}
     metrics = pd.read_parquet(paths["metrics"])
-    assert len(metrics) == 3 * 2 * 3
+    assert len(metrics) == 3 * 2 * 3 + 3 * 2  # a run used by two experiments counts in each
+    assert metrics.columns[0] == "experiment" and metrics.groupby("experiment").size().to_dict() == {"e": 18,
+                                                                                                     "again": 6}
+    metrics = metrics[metrics.experiment == "e"]
     summary = pd.read_parquet(paths["summary"])
-    auc = summary[(summary.loss == "fece") & (summary.metric == "auc")].iloc[0]
+    auc = summary[(summary.experiment == "e") & (summary.loss == "fece") & (summary.metric == "auc")].iloc[0]
     values = metrics[metrics.loss == "fece"]["auc"]
     assert auc["mean"] == pytest.approx(values.mean()) and auc["std"] == pytest.approx(values.std(ddof=0))
     meta = read_parquet_metadata(paths["summary"])

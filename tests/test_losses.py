@@ -276,7 +276,8 @@ def test_duplicate_and_invalid_registration() -> None:
         name = "bce"
         display = "BCE again"
 
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match=r"loss 'bce' is registered twice: in .*src/lfa/losses\.py and in "
+                                         r".*tests/test_losses\.py"):
         register_loss(Duplicate)
 
     class Nameless(Loss):
@@ -334,8 +335,8 @@ def square_loss() -> Iterator[type[Loss]]:
 def test_new_loss_plugs_in(square_loss: type[Loss]) -> None:
     import numpy as np
 
+    from lfa.curves import compute_curves, lfa_curve
     from lfa.figures_lfa import loss_palette
-    from lfa.lfa import compute_curves, lfa_curve
 
     assert "test_square" in loss_names()
     assert display_name("test_square") == "Square (test)"

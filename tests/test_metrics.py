@@ -1,12 +1,8 @@
-"""Vectorized per-class metrics vs the scikit-learn loop reference of ``benchmarks/bench_metrics.py``."""
+"""Vectorized per-class metrics vs the scikit-learn loop reference of ``tests/metrics_reference.py``."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
+import metrics_reference as reference
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,26 +10,12 @@ import pytest
 import lfa.metrics as metrics
 from lfa.metrics import COLUMNS, METRIC_COLUMNS, METRIC_DISPLAY, PAPER_METRICS, per_class_metrics
 
-BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_metrics.py"
-
-
-def _load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lfa_bench_metrics", BENCH_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
-
 
 def assert_matches_reference(vs, vl, ts, tl) -> pd.DataFrame:
     """Run both implementations; thresholds bit-identical, others within 1e-9, NaN in the same places."""
     fast = per_class_metrics(vs, vl, ts, tl)
-    ref = bench.sklearn_reference_metrics(vs, vl, ts, tl)
-    problems = bench.compare_frames(fast, ref)
+    ref = reference.sklearn_reference_metrics(vs, vl, ts, tl)
+    problems = reference.compare_frames(fast, ref)
     assert not problems, "\n".join(problems)
     return fast
 
@@ -90,7 +72,7 @@ def test_tied_scores_match_sklearn(decimals):
 
 def test_long_tailed_benchmark_data_matches_sklearn():
     for ties in (False, True):
-        vs, vl, ts, tl = bench.make_data(3000, 40, seed=5, ties=ties)
+        vs, vl, ts, tl = reference.make_data(3000, 40, seed=5, ties=ties)
         assert vs.flags.f_contiguous
         assert_matches_reference(vs, vl, ts, tl)
         assert_matches_reference(np.ascontiguousarray(vs), np.ascontiguousarray(vl), ts, tl)

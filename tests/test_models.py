@@ -12,7 +12,7 @@ import torchvision
 
 from lfa import checkpoints
 from lfa.checkpoints import CheckpointMismatch, fetch_init, init_cache_path, load_init
-from lfa.models import backbone_info, backbone_names, build_model, input_size
+from lfa.models import backbone_names, build_model, get_backbone, input_size
 from lfa.paper import TABLES
 
 PAPER_BACKBONES = {"resnet50", "densenet121", "alexnet", "botnet", "cifar_resnet", "small_cnn"}
@@ -22,14 +22,14 @@ def test_registry_has_the_papers_backbones():
     assert PAPER_BACKBONES <= set(backbone_names())
     assert "pgcon" not in backbone_names()  # PGCon is weights for resnet50 (train.init), not an architecture
     with pytest.raises(KeyError, match="known backbones: .*resnet50"):
-        backbone_info("resnet-50")
+        get_backbone("resnet-50")
 
 
 @pytest.mark.parametrize("name", sorted(backbone_names()))
 def test_every_backbone_ends_in_one_logit_per_class(name):
     if name == "botnet":
         pytest.importorskip("timm", reason="botnet needs the optional timm package (pip install -e '.[timm]')")
-    info = backbone_info(name)
+    info = get_backbone(name)
     side = info.fixed_size or max(info.min_size, 8) if name not in ("cifar_resnet", "cifar_resnet20") else 32
     for in_channels in (3, 1):
         torch.manual_seed(0)

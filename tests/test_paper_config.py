@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import re
 import subprocess
 import sys
@@ -14,9 +13,10 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE
 
-from lfa.config import jobs, load_config, load_schema, train_settings
-from lfa.estimate import estimate, format_estimate, share_outputs, shared_jobs, training_jobs
+from lfa.config import load_config, load_schema
+from lfa.estimate import estimate, format_estimate
 from lfa.paper import TABLES
+from lfa.plan import plan, train_settings
 
 PAPER = REPO / "configs" / "paper.yaml"
 LFA = str(Path(sys.executable).with_name("lfa"))
@@ -29,33 +29,35 @@ def config():
     return load_config(PAPER)
 
 
-def _per_table(config, job_list):
+def _per_table(config, experiment_jobs):
     counts = collections.Counter()
-    for job in job_list:
-        exp = config["experiments"][job.experiment]
-        counts[exp.get("paper_table") or job.experiment] += 1
+    for name, jobs in experiment_jobs.items():
+        counts[config["experiments"][name].get("paper_table") or name] += len(jobs)
     return counts
 
 
 def test_jobs_per_table(config):
-    listed = _per_table(config, jobs(config))
+    the_plan = plan(config)
+    listed = _per_table(config, the_plan.experiments)
     assert listed["table2"] == 1 * LOSSES * FOLDS  # ResNet-50 on ImageNet_LT
     assert listed["table3"] == 3 * LOSSES * FOLDS  # DenseNet-121, ResNet-50, ResNet-50 from PGCon weights
     assert listed["table4"] == 3 * LOSSES * FOLDS  # AlexNet, BoTNet, ResNet-50 at 1:4
     assert listed["table5"] == 6 * LOSSES * FOLDS  # ResNet-50 at six ratios
     assert listed["cifar10"] == 1 * LOSSES * FOLDS  # the seed's ResNet-50
     assert listed["cifar10_32"] == listed["cifar10_lt"] == listed["cifar10_lt_32"] == listed["celeba"] == 25
-    trained = _per_table(config, training_jobs(config))
+    trained = _per_table(config, {name: [j for j in jobs if j not in the_plan.shared(name)]
+                                  for name, jobs in the_plan.experiments.items()})
     assert trained["table5"] == 5 * LOSSES * FOLDS  # its 1:4 block is Table 4's ResNet-50 block, trained once
-    assert sum(trained.values()) == sum(listed.values()) - 25 == 425
+    assert sum(trained.values()) == sum(listed.values()) - 25 == 425 == len(the_plan.jobs)
 
 
 def test_table5_ratio_50_is_shared_with_table4(config):
-    shared = shared_jobs(config)
+    the_plan = plan(config)
+    shared = the_plan.shared("table5")
     assert len(shared) == LOSSES * FOLDS
-    for alias, original in shared.items():
-        assert alias.startswith("table5/idc_k50/resnet50/")
-        assert original == alias.replace("table5/", "table4/", 1)
+    assert {j.dataset for j in shared} == {"idc_k50"} and {j.backbone for j in shared} == {"resnet50"}
+    assert set(shared) <= set(the_plan.experiments["table4"])  # the very jobs, hence the very run folders
+    assert {the_plan.trained_by()[j.key] for j in shared} == {"table4"}
 
 
 def test_every_training_value_is_explicit(config):
@@ -104,19 +106,7 @@ def test_estimate_counts_jobs_and_hours(config):
     text = format_estimate(config, gpus=4)
     assert re.search(r"^total\s+450\s+425\s+\d+\.\d", text, re.M), text
     assert "wall-clock on 4 GPU(s)" in text
-
-
-def test_share_outputs_links_and_counts_no_training_time(tmp_path):
-    src = tmp_path / "a"
-    src.mkdir()
-    for name in ("model.pt", "train_log.csv", "predictions.parquet"):
-        (src / name).write_text(name)
-    (src / "train_info.json").write_text(json.dumps({"wall_seconds": 12.5, "job": {"experiment": "table4"}}))
-    share_outputs(src, tmp_path / "b")
-    info = json.loads((tmp_path / "b/train_info.json").read_text())
-    assert info["wall_seconds"] == 0.0 and info["original_wall_seconds"] == 12.5
-    assert info["shared_from"] == str(src)
-    assert (tmp_path / "b/model.pt").read_text() == "model.pt"
+    assert "table5 (table5) uses 25 runs of table4 (table4)" in text
 
 
 @pytest.mark.slow
@@ -135,6 +125,6 @@ def test_dry_run_lists_every_job_without_data(tmp_path):
                            "--configfile", str(PAPER), "--cores", "4"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
-    assert counts["train"] == "425" and counts["train_shared"] == "25"
-    assert counts["evaluate"] == "450"
+    assert counts["train"] == "425" and "train_shared" not in counts  # one rule trains, each job once
+    assert counts["evaluate"] == "425"
     assert time.time() - t0 < 120

@@ -12,17 +12,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfa.evaluate import aggregate
-from lfa.lfa import compute_curves
+from lfa.aggregate import aggregate, runs_table
+from lfa.config import train_defaults
+from lfa.curves import compute_curves
+from lfa.io import write_parquet
 from lfa.paper import paper_table
+from lfa.plan import Layout, plan, split_prepared_name
 from lfa.report import ReportInputs, render_report
 
 LOSSES = ["asl", "bce", "ece", "fece", "focal"]
-CONFIG = {
+CONFIG = {  # as validated: every key the plan reads is there
     "data_dir": "DATA",
     "results_dir": "RESULTS",
+    "reports_dir": "REPORTS",
+    "logs_dir": "LOGS",
+    "n_splits": 5,
     "folds": [0, 1, 2],
     "seeds": [0],
+    "loss_params": {},
+    "train": train_defaults(),
     "datasets": {
         "imagenet_lt": {"source": "imagenet", "subset": {"kind": "all"}},
         "cadcap": {"source": "cadcap", "subset": {"kind": "all"}},
@@ -49,33 +57,31 @@ MISSING = {("table3", "pgcon"), ("table4", "botnet", "focal")}  # not run
 METRICS = ["auc", "threshold", "accuracy", "precision", "recall", "f0_5", "f0", "f1"]
 
 
-def _synthetic_metrics(tmp: Path) -> list[Path]:
-    """Per-job metrics files whose per-class values scatter around the paper's published means."""
-    from lfa.config import jobs, split_prepared_name
-
+def _synthetic_metrics(config: dict) -> dict[str, list[Path]]:
+    """Per-run metrics files whose per-class values scatter around the paper's published means."""
     rng = np.random.default_rng(0)
-    paths = []
-    for job in jobs(CONFIG):
-        if (job.experiment, job.backbone) in MISSING or (job.experiment, job.backbone, job.loss) in MISSING:
-            continue
-        base, k = split_prepared_name(job.dataset)
-        table = paper_table(job.experiment)
-        block = str(k) if k is not None else job.backbone
-        cells = table[(table.block == block) & (table.loss == job.loss)].set_index("metric")["mean"]
-        n = N_CLASSES.get(base, 2)
-        df = pd.DataFrame({"experiment": job.experiment, "dataset": job.dataset, "backbone": job.backbone,
-                           "loss": job.loss, "seed": job.seed, "fold": job.fold,
-                           "ratio_k": pd.array([k] * n, dtype="Int64"), "class": np.arange(n),
-                           "class_name": [f"c{c}" for c in range(n)]})
-        for metric in METRICS:
-            df[metric] = np.clip(cells[metric] + rng.normal(0, 0.01, n), 0, 1)
-        df["miss"], df["overflow"] = 1 - df["recall"], rng.uniform(0, 0.1, n)
-        df["n_pos"], df["n_neg"] = 10, 90
-        path = tmp / "runs" / job.path / "metrics.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(path)
-        paths.append(path)
-    return paths
+    layout, runs = Layout.from_config(config), {}
+    for name, jobs in plan(config).experiments.items():
+        for job in jobs:
+            if (name, job.backbone) in MISSING or (name, job.backbone, job.loss) in MISSING:
+                continue
+            base, k = split_prepared_name(job.dataset)
+            table = paper_table(name)
+            block = str(k) if k is not None else job.backbone
+            cells = table[(table.block == block) & (table.loss == job.loss)].set_index("metric")["mean"]
+            n = N_CLASSES.get(base, 2)
+            df = pd.DataFrame({"dataset": job.dataset, "backbone": job.backbone, "loss": job.loss, "seed": job.seed,
+                               "fold": job.fold, "ratio_k": pd.array([k] * n, dtype="Int64"), "class": np.arange(n),
+                               "class_name": [f"c{c}" for c in range(n)]})
+            for metric in METRICS:
+                df[metric] = np.clip(cells[metric] + rng.normal(0, 0.01, n), 0, 1)
+            df["miss"], df["overflow"] = 1 - df["recall"], rng.uniform(0, 0.1, n)
+            df["n_pos"], df["n_neg"] = 10, 90
+            path = layout.run_file(job, "metrics.parquet")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.to_parquet(path)
+            runs.setdefault(name, []).append(path)
+    return runs
 
 
 class _Tables(HTMLParser):
@@ -117,7 +123,9 @@ class _Tables(HTMLParser):
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     results = tmp / "results"
-    paths = aggregate(_synthetic_metrics(results), results, {"lfa.config_hash": "synthetic"})
+    config = {**CONFIG, "data_dir": str(tmp / "data"), "results_dir": str(results)}
+    paths = aggregate(_synthetic_metrics(config), results, {"lfa.config_hash": "synthetic"})
+    write_parquet(runs_table(plan(config)), results / "runs.parquet", {})
     curves, grads = [], []
     for convention in ("trained", "figure2"):
         c, g = compute_curves(convention, LOSSES, grid=np.linspace(0.1, 0.99, 30))
@@ -125,7 +133,6 @@ def rendered(tmp_path_factory):
         grads.append(results / f"gradients_{convention}.parquet")
         c.to_parquet(curves[-1])
         g.to_parquet(grads[-1])
-    metas = []
     for name, n in N_CLASSES.items():
         d = tmp / "data" / "prepared" / name
         d.mkdir(parents=True)
@@ -135,12 +142,9 @@ def rendered(tmp_path_factory):
         (d / "meta.json").write_text(json.dumps({"name": name, "source": name, "n_samples": int(counts["count"].sum()),
                                                  "image_shape": [8, 8, 3], "class_names": list(counts["name"]),
                                                  "n_splits": 5, "split_seed": 0, "ratio_k": None}))
-        metas.append(d / "meta.json")
-    config = {**CONFIG, "data_dir": str(tmp / "data"), "results_dir": str(results)}
     inputs = ReportInputs(metrics=paths["metrics"], summary=paths["summary"], per_class=paths["per_class"],
-                          comparisons=paths["comparisons"], curves=curves, gradients=grads, datasets=metas,
-                          train_info=[], train_logs=[], config=config, config_hash="synthetic",
-                          config_files=["synthetic.yaml"])
+                          comparisons=paths["comparisons"], runs=results / "runs.parquet", curves=curves,
+                          gradients=grads, config=config, config_hash="synthetic", config_files=["synthetic.yaml"])
     html_path = render_report(inputs, tmp / "report.html", figures_dir=tmp / "figures")
     return tmp, html_path.read_text()
 

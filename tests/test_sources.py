@@ -23,19 +23,12 @@ from fixtures_datasets import (
     make_imagenet,
     write_split_lists,
 )
-from helpers import run_snakemake
+from helpers import dataset_spec, run_snakemake
 
 from lfa.config import ConfigError, validate_config
-from lfa.datasets import (
-    CorruptImageError,
-    RawDataInvalid,
-    RawDataMissing,
-    load_prepared,
-    prepare,
-    subset_indices,
-)
+from lfa.datasets import CorruptImageError, load_prepared, prepare, subset_indices
 from lfa.reference import CIFAR10_LT, imagenet_lt_counts
-from lfa.sources import ensure_raw
+from lfa.sources import RawDataInvalid, RawDataMissing, ensure_raw
 from lfa.sources.cifar import load_batch
 
 IDC_RATIOS = [50, 25, 12, 6, 3, 1]
@@ -137,8 +130,10 @@ def test_cifar10_lt_has_exactly_the_seed_counts(workflow):
 
 @pytest.mark.slow
 def test_cifar10_lt_draw_is_seeded(workflow, raw, tmp_path):
-    spec = {**_config(raw["base"], raw["lists"])["datasets"]["cifar10_lt"], "ratio_k": None}
-    again = prepare("cifar10_lt", spec, tmp_path / "again", n_splits=5, split_seed=0)
+    config = _config(raw["base"], raw["lists"])
+    spec = dataset_spec(config["datasets"]["cifar10_lt"], "cifar10_lt")
+    again = prepare("cifar10_lt", spec, spec["root"], tmp_path / "again", n_splits=5, split_seed=0,
+                    downloads=tmp_path)
     first = pd.read_parquet(workflow / "data" / "prepared" / "cifar10_lt" / "index.parquet")
     second = pd.read_parquet(again / "index.parquet")
     assert first.equals(second)
@@ -211,9 +206,9 @@ def test_celeba_is_multi_label_with_its_partitions(workflow, raw):
 def test_a_corrupt_image_names_the_file(tmp_path):
     root = make_cadcap(tmp_path / "cadcap")
     corrupt(root / CORRUPT_CADCAP)
-    spec = {"source": "cadcap", "root": str(root), "image_size": 16, "base": "cadcap"}
+    spec = dataset_spec({"source": "cadcap", "root": str(root), "image_size": 16}, "cadcap")
     with pytest.raises(CorruptImageError) as err:
-        prepare("cadcap", spec, tmp_path / "out", n_splits=3, split_seed=0)
+        prepare("cadcap", spec, root, tmp_path / "out", n_splits=3, split_seed=0, downloads=tmp_path)
     assert str(root / CORRUPT_CADCAP) in str(err.value) and "skip_corrupt" in str(err.value)
     assert not (tmp_path / "out" / "images.npy").exists()
 
@@ -222,19 +217,19 @@ def test_a_truncated_idc_patch_names_the_file(tmp_path):
     root = make_idc(tmp_path / "idc", n_neg=10, n_pos=3, duplicate=False)
     bad = next(iter(sorted(root.rglob("*_class1.png"))))
     corrupt(bad)
-    spec = {"source": "idc", "root": str(root), "base": "idc"}
+    spec = dataset_spec({"source": "idc", "root": str(root)}, "idc")
     with pytest.raises(CorruptImageError, match=str(bad)):
-        prepare("idc", spec, tmp_path / "out", n_splits=3, split_seed=0)
+        prepare("idc", spec, root, tmp_path / "out", n_splits=3, split_seed=0, downloads=tmp_path)
 
 
 def test_idc_ratio_arithmetic_at_the_paper_size():
     # 78,786 IDC+ and 198,738 IDC-: unit 221 keeps 44,200 negatives and k*221 positives, nested
     target = np.r_[np.zeros(198_738, dtype=np.int64), np.ones(78_786, dtype=np.int64)]
     labels = np.eye(2, dtype=np.int8)[target]
-    spec = {"subset": {"kind": "binary_ratio", "positive_class": 1, "ratios": IDC_RATIOS, "unit": 221}}
+    subset = {"kind": "binary_ratio", "positive_class": 1, "ratios": IDC_RATIOS, "unit": 221, "seed": 0}
     kept = {}
     for k in IDC_RATIOS:
-        idx, new_labels, names, info = subset_indices(labels, ["IDC-", "IDC+"], "single_label", spec, k)
+        idx, new_labels, names, info = subset_indices(labels, ["IDC-", "IDC+"], "single_label", subset, k)
         assert np.bincount(target[idx], minlength=2).tolist() == [44_200, k * 221]
         assert names == ["IDC-", "IDC+"] and info["expected_counts"] == [44_200, k * 221]
         kept[k] = set(idx.tolist())
@@ -255,11 +250,11 @@ def test_counts_short_of_samples_fail_or_are_recorded():
     target = np.repeat(np.arange(3), [10, 2, 5])
     labels = np.eye(3, dtype=np.int8)[target]
     names = ["a", "b", "c"]
-    spec = {"subset": {"kind": "counts", "reference": "cadcap"}}  # asks for 607, 605, 600
+    subset = {"kind": "counts", "reference": "cadcap", "seed": 0, "allow_short": False}  # asks for 607, 605, 600
     with pytest.raises(ValueError, match="Inflammatory|a: 607 requested, 10 available"):
-        subset_indices(labels, names, "single_label", spec, None)
-    spec["subset"]["allow_short"] = True
-    idx, _, _, info = subset_indices(labels, names, "single_label", spec, None)
+        subset_indices(labels, names, "single_label", subset, None)
+    subset["allow_short"] = True
+    idx, _, _, info = subset_indices(labels, names, "single_label", subset, None)
     assert len(idx) == 17 and info["shortfall"][1] == {"class": 1, "name": "b", "requested": 605, "available": 2}
 
 
@@ -267,8 +262,8 @@ def test_counts_csv_by_class_index(tmp_path):
     csv = tmp_path / "counts.csv"
     csv.write_text("Class,Count\n0,3\n1,1\n2,\"2\"\n")
     labels = np.eye(3, dtype=np.int8)[np.repeat(np.arange(3), 4)]
-    spec = {"subset": {"kind": "counts", "counts_csv": str(csv)}}
-    idx, _, _, info = subset_indices(labels, ["x", "y", "z"], "single_label", spec, None)
+    subset = {"kind": "counts", "counts_csv": str(csv), "seed": 0, "allow_short": False}
+    idx, _, _, info = subset_indices(labels, ["x", "y", "z"], "single_label", subset, None, tmp_path)
     assert np.bincount(labels[idx].argmax(1)).tolist() == [3, 1, 2]
 
 
@@ -378,9 +373,10 @@ def test_a_counts_csv_url_with_its_checksum_is_accepted():
 
 
 def test_prepare_without_raw_data_explains(tmp_path):
-    spec = {"source": "imagenet", "root": str(tmp_path / "ilsvrc")}
+    spec = dataset_spec({"source": "imagenet", "root": str(tmp_path / "ilsvrc")}, "imagenet_lt")
     with pytest.raises(RawDataMissing) as err:
-        prepare("imagenet_lt", spec, tmp_path / "out", n_splits=5, split_seed=0)
+        prepare("imagenet_lt", spec, tmp_path / "ilsvrc", tmp_path / "out", n_splits=5, split_seed=0,
+                downloads=tmp_path)
     assert "image-net.org" in str(err.value) and f"{tmp_path / 'ilsvrc'}/train/n01440764/" in str(err.value)
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
 

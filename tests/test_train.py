@@ -14,10 +14,12 @@ import yaml
 from helpers import tiny_config
 from sklearn.metrics import roc_auc_score
 
+from lfa.augment import apply_augment, draw_augment
 from lfa.checkpoints import CheckpointMismatch, load_model_checkpoint, load_state
-from lfa.config import prepared_datasets, train_settings, validate_config
+from lfa.config import validate_config
 from lfa.datasets import prepare
-from lfa.train import EXIT_INTERRUPTED, TrainJob, augment, train
+from lfa.plan import Job, make_job, prepared_datasets
+from lfa.train import EXIT_INTERRUPTED, fingerprint, train
 
 LFA = str(Path(sys.executable).with_name("lfa"))
 
@@ -31,14 +33,19 @@ def workdir(tmp_path_factory) -> Path:
     config.update(data_dir=str(work / "data"), results_dir=str(work / "results"))
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     config = validate_config(config)
-    prepare("digits_lt", prepared_datasets(config)["digits_lt"], work / "data/prepared/digits_lt", 5, 0)
+    prepare("digits_lt", prepared_datasets(config)["digits_lt"], "", work / "data/prepared/digits_lt", 5, 0,
+            work / "downloads")
     return work
 
 
-def _job(work: Path, loss: str = "fece", fold: int = 0, **overrides) -> TrainJob:
+def augment(x: torch.Tensor, ops: list[str], gen: torch.Generator) -> torch.Tensor:
+    """Augment a batch with fresh draws from ``gen`` (what training does, in one call)."""
+    return apply_augment(x, ops, draw_augment(ops, x.shape[0], x.shape[-1], gen))
+
+
+def _job(work: Path, loss: str = "fece", fold: int = 0, backbone: str = "small_cnn", **overrides) -> Job:
     config = validate_config(yaml.safe_load((work / "config.yaml").read_text()))
-    settings = {**train_settings(config, "tiny_lt"), **overrides}
-    return TrainJob("tiny_lt", "digits_lt", "small_cnn", loss, 0, fold, settings)
+    return make_job(config, "tiny_lt", "digits_lt", backbone, loss, 0, fold, overrides)
 
 
 def _cli_train(work: Path, out: str, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -115,7 +122,7 @@ def test_state_of_another_run_is_not_loaded(workdir, tmp_path):
     train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", progress=False)
     other = _job(workdir, loss="ece", epochs=2)  # another config: a different fingerprint
     meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
-    assert load_state(tmp_path / "state/last.pt", other.fingerprint(meta)) is None
+    assert load_state(tmp_path / "state/last.pt", fingerprint(other, meta)) is None
     train(other, workdir / "data/prepared/digits_lt", tmp_path / "out2", tmp_path / "state", progress=False)
     assert len(pd.read_csv(tmp_path / "out2/train_log.csv")) == 2
 
@@ -159,7 +166,7 @@ def test_streamed_data_trains_exactly_like_device_resident_data(workdir, tmp_pat
 
 def test_streamed_batches_resume_mid_epoch(workdir):
     """The streaming source started at step k yields exactly the batches k.. of a full pass."""
-    from lfa.train import StreamingData
+    from lfa.batches import StreamingData
 
     images = np.arange(23 * 2 * 2 * 1, dtype=np.uint8).reshape(23, 2, 2, 1)
     labels = np.eye(23, dtype=np.int8)
@@ -182,7 +189,7 @@ def test_crop_draws_one_offset_per_image():
 
 
 def test_batcher_resizes_and_augments_at_the_smaller_resolution():
-    from lfa.train import Batcher
+    from lfa.augment import Batcher
 
     images = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8)
     rotating = Batcher(32, ["rotate180"], channels_last=False)
@@ -197,16 +204,17 @@ def test_batcher_resizes_and_augments_at_the_smaller_resolution():
 
 def test_runtime_settings_do_not_change_the_run_identity(workdir):
     meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
-    base = _job(workdir).fingerprint(meta)
-    assert _job(workdir, threads=2, loader_threads=8, device_cache_gb=0).fingerprint(meta) == base
-    assert _job(workdir, epochs=3).fingerprint(meta) != base
+    base = fingerprint(_job(workdir), meta)
+    same = _job(workdir, threads=2, loader_threads=8, device_cache_gb=0)
+    assert same.key == _job(workdir).key and fingerprint(same, meta) == base and same.runtime["threads"] == 2
+    assert fingerprint(_job(workdir, epochs=3), meta) != base
 
 
 def test_rotation_is_torchvisions_affine_rotation():
     """The elementwise sampling grid equals affine_grid's for the same rotation matrix."""
     import torch.nn.functional as F
 
-    from lfa.train import _rotate
+    from lfa.augment import _rotate
 
     x = torch.rand(5, 3, 12, 12)
     angle = torch.tensor([0.0, 0.3, -1.2, 3.0, -3.1])
@@ -220,7 +228,7 @@ def test_rotation_is_torchvisions_affine_rotation():
 
 def test_augmenting_a_chunk_equals_augmenting_its_batches():
     """An image's augmentation depends on its own draws only: chunks and batches give identical pixels."""
-    from lfa.train import apply_augment, draw_augment, slice_augment
+    from lfa.augment import slice_augment
 
     ops = ["hflip", "vflip", "rotate15", "crop", "rotate180"]
     x = torch.rand(40, 3, 16, 16)
@@ -232,11 +240,13 @@ def test_augmenting_a_chunk_equals_augmenting_its_batches():
 
 
 def test_chunk_steps_follow_the_memory_budget():
-    from lfa.train import chunk_steps
+    from lfa.batches import chunk_steps
+    from lfa.config import train_defaults
 
-    assert chunk_steps({}, 100, 3, 32) == 54  # 1.2 MB per CIFAR batch in 64 MiB
-    assert chunk_steps({}, 100, 3, 256) == 1  # a 79 MB batch is prepared alone
-    assert chunk_steps({}, 100, 1, 8) == 64  # the cap
+    default = train_defaults()
+    assert chunk_steps(default, 100, 3, 32) == 54  # 1.2 MB per CIFAR batch in 64 MiB
+    assert chunk_steps(default, 100, 3, 256) == 1  # a 79 MB batch is prepared alone
+    assert chunk_steps(default, 100, 1, 8) == 64  # the cap
     assert chunk_steps({"augment_chunk_mb": 0}, 100, 3, 32) == 1
 
 
@@ -268,8 +278,7 @@ def test_sigterm_mid_epoch_resumes_the_models_own_random_stream(workdir, tmp_pat
                                  nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64, num_classes))
 
     prepared = workdir / "data/prepared/digits_lt"
-    job = _job(workdir, loss="bce", epochs=2, augment=["rotate15"])
-    job.backbone = "dropout_cnn_test"
+    job = _job(workdir, loss="bce", backbone="dropout_cnn_test", epochs=2, augment=["rotate15"])
     train(job, prepared, tmp_path / "ref", tmp_path / "s_ref", progress=False)
     monkeypatch.setenv("LFA_FAULT_AT", "1:3:SIGTERM")
     with pytest.raises(Interrupted, match="state saved at epoch 1 step 4"):

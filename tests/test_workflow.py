@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from helpers import REPO, SNAKEMAKE, TINY, run_snakemake, tiny_config
 
-from lfa.aggregate import read_parquet_metadata
 from lfa.config import config_hash, jobs, validate_config
+from lfa.io import read_parquet_metadata
 
 pytestmark = pytest.mark.slow
 

@@ -9,36 +9,33 @@ See ``docs/schema.md`` for the file layouts.
 
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from lfa.io import atomic_path
+from lfa import __version__
+from lfa.io import write_parquet
 from lfa.metrics import METRIC_COLUMNS
+from lfa.plan import Plan
 
 __all__ = [
     "KEYS",
+    "aggregate",
+    "experiment_metrics",
+    "runs_table",
     "RUN_KEYS",
     "compare",
     "per_class_summary",
-    "read_parquet_metadata",
     "summarize",
-    "write_parquet",
 ]
 
 #: Columns identifying one aggregated configuration.
 KEYS: list[str] = ["experiment", "dataset", "backbone", "loss"]
 #: Columns identifying one job (training run) within a configuration.
 RUN_KEYS: list[str] = ["seed", "fold"]
-
-# File-metadata keys written by pyarrow/pandas themselves; never returned or overwritten.
-_RESERVED_METADATA = {"pandas", "ARROW:schema"}
-
 
 def _metric_columns(metrics: pd.DataFrame) -> list[str]:
     cols = [c for c in METRIC_COLUMNS if c in metrics.columns]
@@ -248,42 +245,45 @@ def compare(metrics: pd.DataFrame, reference: str = "fece", n_boot: int = 2000, 
     return out
 
 
-def _check_metadata(metadata: Mapping[str, str]) -> dict[bytes, bytes]:
-    encoded: dict[bytes, bytes] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"metadata keys and values must be str, got {key!r}: {value!r}")
-        if key in _RESERVED_METADATA:
-            raise ValueError(f"metadata key {key!r} is reserved by pyarrow/pandas")
-        encoded[key.encode()] = value.encode()
-    return encoded
+def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
+    """The metrics frame of every experiment: each of its runs' ``metrics.parquet``, ``experiment`` in front.
 
-
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
-    """Write ``df`` (without its index) to Parquet atomically, with ``metadata`` in the file metadata.
-
-    The table is written to a temporary file in the destination directory, flushed and fsynced, then
-    moved over ``path`` with ``os.replace``: readers see either the previous file or the complete new one,
-    and a failed write leaves the previous file untouched (the temporary file is removed).
-
-    Args:
-        df: the frame to write.
-        path: destination ``.parquet`` file; its directory must exist.
-        metadata: string key/value pairs stored in the Parquet schema (file) metadata, e.g.
-            ``{"lfa.version": ..., "lfa.config_hash": ...}``; read back with :func:`read_parquet_metadata`.
+    A run shared by several experiments (one job, one folder) appears once per experiment.
     """
-    extra = _check_metadata(metadata)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    cache: dict[str, pd.DataFrame] = {}
+    frames = []
+    for experiment, files in runs.items():
+        for path in files:
+            df = cache.setdefault(str(path), pd.read_parquet(path))
+            frames.append(df.assign(experiment=experiment)[["experiment", *df.columns]])
+    return pd.concat(frames, ignore_index=True)
 
 
-def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The string file metadata of a Parquet file, without pyarrow's and pandas' own entries."""
-    schema = pq.read_schema(path)
-    return {
-        key.decode(): value.decode()
-        for key, value in (schema.metadata or {}).items()
-        if key.decode() not in _RESERVED_METADATA
-    }
+def aggregate(runs: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
+              metadata: Mapping[str, str]) -> dict[str, Path]:
+    """``metrics``, ``summary``, ``per_class`` and ``comparisons`` Parquet files from each experiment's runs.
+
+    ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.plan.Plan.experiments`).
+    """
+    out_dir = Path(out_dir)
+    metrics = experiment_metrics(runs)
+    tables = {"metrics": metrics, "summary": summarize(metrics), "per_class": per_class_summary(metrics),
+              "comparisons": compare(metrics)}
+    paths = {}
+    for name, df in tables.items():
+        paths[name] = out_dir / f"{name}.parquet"
+        write_parquet(df, paths[name], {"lfa.version": __version__, **metadata})
+    return paths
+
+
+def runs_table(the_plan: Plan) -> pd.DataFrame:
+    """Which run each experiment uses: one row per (experiment, job), with the experiment that trains it.
+
+    ``trained_by`` differs from ``experiment`` for a shared job (one run, read by both experiments' tables).
+    """
+    first = the_plan.trained_by()
+    rows = [{"experiment": name, "run": job.path, "key": job.key, "dataset": job.dataset, "backbone": job.backbone,
+             "loss": job.loss, "seed": job.seed, "fold": job.fold, "trained_by": first[job.key]}
+            for name, jobs in the_plan.experiments.items() for job in jobs]
+    return pd.DataFrame(rows, columns=["experiment", "run", "key", "dataset", "backbone", "loss", "seed", "fold",
+                                       "trained_by"])

@@ -1,15 +1,23 @@
-"""Checkpoint loading: always ``torch.load(weights_only=True)``, always checked against the run it is for."""
+"""Checkpoints: a job's training state (:class:`TrainingState`), its final model, and initial weights.
+
+Every read is ``torch.load(weights_only=True)`` and checked against the run it is for.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lfa.io import atomic_torch_save
 
 
 class CheckpointMismatch(RuntimeError):
@@ -18,6 +26,79 @@ class CheckpointMismatch(RuntimeError):
 
 def _load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def fingerprint(job: Any, meta: dict[str, Any]) -> str:
+    """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.plan.Job`) and the prepared
+    data's classes and size."""
+    blob = json.dumps({"key": job.key, "classes": meta["class_names"], "n_samples": meta["n_samples"]},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Progress:
+    """Where a job's training stands: the epochs done, the step within the next one, what was learnt so far."""
+
+    epoch: int = 0
+    step: int = 0  # steps of epoch ``epoch`` already done (a mid-epoch stop)
+    partial_loss: float = 0.0  # sum of those steps' losses
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = math.inf
+    rng: dict[str, torch.Tensor] | None = None  # the global generators' states at a mid-epoch stop
+
+
+class TrainingState:
+    """The resume state of one job, in its state folder: ``last.pt`` and ``best.pt``.
+
+    ``last.pt`` holds the model, optimizer and scheduler with the :class:`Progress`, written atomically after
+    every epoch and on a stop signal; ``best.pt`` the weights of the best validation loss so far. Both carry
+    the run's fingerprint, and a state written for another run is never loaded.
+    """
+
+    def __init__(self, state_dir: str | Path, fingerprint: str, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.last, self.best = self.dir / "last.pt", self.dir / "best.pt"
+        self.fingerprint = fingerprint
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+
+    def save(self, p: Progress) -> None:
+        atomic_torch_save({
+            "fingerprint": self.fingerprint, "epoch": p.epoch, "step": p.step, "partial_loss": p.partial_loss,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "history": json.dumps(p.history), "best_val": p.best_val,
+            "rng": p.rng or {},
+        }, self.last)
+
+    def save_best(self) -> None:
+        atomic_torch_save({"fingerprint": self.fingerprint, "model": self.model.state_dict()}, self.best)
+
+    def resume(self, device: torch.device | str) -> tuple[Progress, str]:
+        """Load ``last.pt`` into the model, optimizer and scheduler if it belongs to this run.
+
+        Returns the progress to continue from and a line for the log (empty: nothing to resume).
+        """
+        if not self.last.exists():
+            return Progress(), ""
+        state = load_state(self.last, self.fingerprint, device)
+        if state is None:
+            return Progress(), f"ignoring {self.last}: it belongs to another configuration; starting afresh"
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        p = Progress(int(state["epoch"]), step, float(state["partial_loss"]), json.loads(state["history"]),
+                     float(state["best_val"]), (state.get("rng") or None) if step else None)
+        return p, f"resuming from epoch {p.epoch}" + (f" step {p.step}" if p.step else "")
+
+    def load_best(self, device: torch.device | str) -> bool:
+        """Load the best weights into the model (if this run wrote any); returns whether it did."""
+        best = load_state(self.best, self.fingerprint, device) if self.best.exists() else None
+        if best is not None:
+            self.model.load_state_dict(best["model"])
+        return best is not None
 
 
 def load_state(path: str | Path, fingerprint: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:

@@ -2,10 +2,11 @@
 
     lfa prepare  --configfile config.yaml --dataset digits_lt
     lfa train    --configfile config.yaml --experiment demo_lt --dataset digits_lt --backbone small_cnn \\
-                 --loss fece --fold 0 [--epochs 200 --batch-size 128 --lr 0.1]
+                 --loss fece --fold 0 [--epochs 200 --batch-size 128 --lr 0.1] [--out DIR]
     lfa evaluate --predictions results/runs/.../predictions.parquet --out metrics.parquet
     lfa curves   --convention figure2 --out curves.csv
-    lfa report   --configfile config.yaml
+    lfa report   --configfile config.yaml [--partial]
+    lfa migrate  --configfile config.yaml [--dry-run]   (runs of the layout before job keys → today's)
     lfa estimate --configfile configs/paper.yaml [--gpus 4]   (jobs and GPU-hours per table)
     lfa losses   (list the registered losses and their hyper-parameters)
 """
@@ -30,8 +31,8 @@ def _config(path: str) -> dict[str, Any]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from lfa.config import prepared_datasets
     from lfa.datasets import prepare
+    from lfa.plan import Layout, prepared_datasets
 
     config = _config(args.configfile)
     specs = prepared_datasets(config)
@@ -39,55 +40,60 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(f"unknown dataset {args.dataset!r}; prepared datasets of this config: {', '.join(specs)}",
               file=sys.stderr)
         return 2
-    from lfa.sources import raw_roots
-
-    spec = specs[args.dataset]
-    spec = {**spec, "root": raw_roots(config)[spec["source"]], "data_dir": config["data_dir"]}
-    out = prepare(args.dataset, spec, Path(config["data_dir"]) / "prepared" / args.dataset,
-                  config["n_splits"], config["split_seed"])
-    print(out)
+    layout, spec = Layout.from_config(config), specs[args.dataset]
+    print(prepare(args.dataset, spec, layout.raw(spec["source"]), layout.prepared(args.dataset),
+                  config["n_splits"], config["split_seed"], layout.downloads))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lfa.config import Job, loss_params, train_settings
-    from lfa.train import EXIT_INTERRUPTED, Interrupted, TrainJob, train
+    from lfa.plan import Layout, make_job
+    from lfa.train import EXIT_INTERRUPTED, Interrupted, train
 
     config = _config(args.configfile)
     if args.experiment not in config["experiments"]:
         print(f"unknown experiment {args.experiment!r}; known: {', '.join(config['experiments'])}",
               file=sys.stderr)
         return 2
-    settings = train_settings(config, args.experiment)
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    job = Job(args.experiment, args.dataset, args.backbone, args.loss, args.seed, args.fold)
-    results = Path(config["results_dir"])
-    out_dir = Path(args.out) if args.out else results / "runs" / job.path
-    state_dir = out_dir / ".state" if args.out else results / "state" / job.path
-    tj = TrainJob(job.experiment, job.dataset, job.backbone, job.loss, job.seed, job.fold, settings,
-                  loss_params(config, job.loss))
+    job = make_job(config, args.experiment, args.dataset, args.backbone, args.loss, args.seed, args.fold,
+                   {k: v for k, v in overrides.items() if v is not None})
+    layout = Layout.from_config(config)
+    out_dir = Path(args.out) if args.out else layout.manual(job)
+    owned = [d for d in (layout.results / "runs", layout.results / "state") if _inside(out_dir, d)]
+    if owned and not args.force:
+        print(f"lfa train: {out_dir} is inside {owned[0]}, which the workflow owns (its runs and resume states); "
+              "give another --out, or --force to write there anyway", file=sys.stderr)
+        return 2
     try:
-        info = train(tj, Path(config["data_dir"]) / "prepared" / args.dataset, out_dir, state_dir)
+        info = train(job, layout.prepared(args.dataset), out_dir, out_dir / ".state")
     except Interrupted as stop:
         print(f"interrupted: {stop}; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(json.dumps({k: info[k] for k in ("device", "wall_seconds", "best_val_loss")}, default=str))
+    print(f"written: {out_dir}", file=sys.stderr)
     return 0
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lfa.aggregate import write_parquet
-    from lfa.evaluate import evaluate_job
+    from lfa.evaluate import RUN_COLUMNS, evaluate_job
+    from lfa.io import write_parquet
 
     pred = Path(args.predictions)
-    parts = pred.parent.parts
-    keys = {"experiment": args.experiment or parts[-5], "dataset": args.dataset or parts[-4],
-            "backbone": args.backbone or parts[-3], "loss": args.loss or parts[-2]}
-    seed, fold = parts[-1][1:].split("_f") if parts[-1].startswith("s") else (0, 0)
-    keys.update(seed=int(seed), fold=int(fold))
-    names = json.loads(Path(args.meta).read_text())["class_names"] if args.meta else None
-    df = evaluate_job(pred, keys, names)
+    info_path = pred.with_name("train_info.json")
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    keys = {k: getattr(args, k) if getattr(args, k) is not None else info.get("job", {}).get(k) for k in RUN_COLUMNS}
+    missing = [k for k, v in keys.items() if v is None]
+    if missing:
+        print(f"lfa evaluate: no {', '.join(missing)} for {pred}: give --{' --'.join(missing)} "
+              f"(or keep the train_info.json that lfa train writes beside it)", file=sys.stderr)
+        return 2
+    names = json.loads(Path(args.meta).read_text())["class_names"] if args.meta else info.get("class_names")
+    df = evaluate_job(pred, {**keys, "seed": int(keys["seed"]), "fold": int(keys["fold"])}, names)
     out = Path(args.out) if args.out else pred.with_name("metrics.parquet")
     write_parquet(df, out, {})
     cols = ["class", "class_name", "auc", "threshold", "accuracy", "precision", "recall", "f1"]
@@ -97,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from lfa.lfa import write_curves
+    from lfa.curves import write_curves
 
     for path in write_curves(args.convention, args.out, args.losses or None):
         print(path)
@@ -114,50 +120,59 @@ def cmd_losses(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render the report from the results of a finished run, or (``--partial``) of whatever jobs finished."""
-    import glob
     import tempfile
 
-    from lfa.config import config_hash, jobs, load_config
+    from lfa.aggregate import aggregate, runs_table
+    from lfa.config import config_hash
+    from lfa.io import write_parquet
+    from lfa.plan import AGGREGATES, Layout, plan
     from lfa.report import ReportInputs, render_report
 
-    config = load_config(args.configfile)
-    res, data = Path(config["results_dir"]), Path(config["data_dir"])
-    all_jobs = jobs(config)
-    run_dirs = [res / "runs" / j.path for j in all_jobs]
+    config = _config(args.configfile)
+    layout, the_plan = Layout.from_config(config), plan(config)
     with tempfile.TemporaryDirectory(prefix="lfa-report-") as tmp:
-        agg = res
+        files = {name: layout.aggregate(name) for name in (*AGGREGATES, "runs")}
         if args.partial:
-            from lfa.evaluate import aggregate
-
-            done = [d / "metrics.parquet" for d in run_dirs if (d / "metrics.parquet").exists()]
-            if not done:
+            done = {name: [layout.run_file(j, "metrics.parquet") for j in jobs
+                           if layout.run_file(j, "metrics.parquet").exists()]
+                    for name, jobs in the_plan.experiments.items()}
+            n_done, n_all = sum(map(len, done.values())), sum(map(len, the_plan.experiments.values()))
+            if not n_done:
                 print("lfa report: no job has finished its evaluation yet", file=sys.stderr)
                 return 2
-            print(f"{len(done)} of {len(all_jobs)} jobs evaluated; the others show as 'not run'", file=sys.stderr)
-            agg = Path(tmp)
-            aggregate(done, agg, {"lfa.config_hash": config_hash(config)})
-        curves = sorted(glob.glob(str(res / "lfa" / "curves_*.parquet")))
-        gradients = sorted(glob.glob(str(res / "lfa" / "gradients_*.parquet")))
-        if len(curves) < 2:
-            from lfa.lfa import CONVENTIONS, write_curves
-
-            losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]})
-            curves, gradients = [], []
-            for convention in CONVENTIONS:
-                c, g = write_curves(convention, Path(tmp) / f"curves_{convention}.parquet", losses,
-                                    config["loss_params"])
-                curves.append(c)
-                gradients.append(g)
-        inputs = ReportInputs(
-            metrics=agg / "metrics.parquet", summary=agg / "summary.parquet", per_class=agg / "per_class.parquet",
-            comparisons=agg / "comparisons.parquet", curves=curves, gradients=gradients,
-            datasets=sorted({str(data / "prepared" / j.dataset / "meta.json") for j in all_jobs
-                             if (data / "prepared" / j.dataset / "meta.json").exists()}),
-            train_info=[d / "train_info.json" for d in run_dirs], train_logs=[d / "train_log.csv" for d in run_dirs],
-            config=config, config_hash=config_hash(config), config_files=[args.configfile],
-        )
-        out = render_report(inputs, args.out or Path(config["reports_dir"]) / "report.html")
+            print(f"{n_done} of {n_all} jobs evaluated; the others show as 'not run'", file=sys.stderr)
+            files = {**aggregate({k: v for k, v in done.items() if v}, tmp, {"lfa.config_hash": config_hash(config)}),
+                     "runs": Path(tmp) / "runs.parquet"}
+            write_parquet(runs_table(the_plan), files["runs"], {})
+        curves, gradients = _curve_files(config, layout, Path(tmp))
+        inputs = ReportInputs(**{name: path for name, path in files.items()}, curves=curves, gradients=gradients,
+                              config=config, config_hash=config_hash(config), config_files=[args.configfile])
+        out = render_report(inputs, args.out or layout.report)
     print(out)
+    return 0
+
+
+def _curve_files(config: dict[str, Any], layout: Any, tmp: Path) -> tuple[list[Path], list[Path]]:
+    """The LFA curve tables of the run, or computed now (into ``tmp``) where the run has none yet."""
+    from lfa.figures_lfa import CONVENTIONS
+
+    curves, gradients = [layout.curves(c) for c in CONVENTIONS], [layout.gradients(c) for c in CONVENTIONS]
+    if all(p.exists() for p in curves + gradients):
+        return curves, gradients
+    from lfa.curves import write_curves
+
+    losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]})
+    pairs = [write_curves(c, tmp / f"curves_{c}.parquet", losses, config["loss_params"]) for c in CONVENTIONS]
+    return [c for c, _ in pairs], [g for _, g in pairs]
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move finished runs of the layout before job keys into today's layout (nothing is retrained)."""
+    from lfa.migrate import migrate
+
+    config = _config(args.configfile)
+    report = migrate(config, dry_run=args.dry_run)
+    print(report.summary())
     return 0
 
 
@@ -183,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="train one job (resumes from its last checkpoint)")
+    p = sub.add_parser("train", help="train one job by hand, apart from the workflow's runs (resumes if rerun)")
     _add_config(p)
     p.add_argument("--experiment", required=True)
     p.add_argument("--dataset", required=True, help="prepared dataset name (e.g. digits_binary_k50)")
@@ -195,15 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", help="output folder (default: results/runs/<job>)")
+    p.add_argument("--out", help="output folder (default: <results_dir>/manual/<job path>)")
+    p.add_argument("--force", action="store_true", help="allow --out inside the workflow's runs or states")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="per-class metrics from a predictions.parquet")
     p.add_argument("--predictions", required=True)
-    p.add_argument("--meta", help="the prepared dataset's meta.json (for class names)")
+    p.add_argument("--meta", help="the prepared dataset's meta.json (class names; default: train_info.json's)")
     p.add_argument("--out", help="output Parquet (default: metrics.parquet beside the predictions)")
-    for key in ("experiment", "dataset", "backbone", "loss"):
-        p.add_argument(f"--{key}", help=f"{key} key (default: read from the results/runs/... path)")
+    for key in ("dataset", "backbone", "loss"):
+        p.add_argument(f"--{key}", help=f"{key} column (default: from the train_info.json beside the predictions)")
+    for key in ("seed", "fold"):
+        p.add_argument(f"--{key}", type=int, help=f"{key} column (default: from train_info.json)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("curves", help="LFA curves of the registered losses (Figure 2)")
@@ -227,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", action="store_true",
                    help="render from the jobs evaluated so far (the rest show as 'not run')")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("migrate", help="move the runs of an older results layout into today's (no retraining)")
+    _add_config(p)
+    p.add_argument("--dry-run", action="store_true", help="only say what would move")
+    p.set_defaults(func=cmd_migrate)
     return parser
 
 

@@ -1,18 +1,16 @@
-"""Configuration: loading, schema validation, registry checks and expansion into jobs.
+"""Configuration: loading, schema validation (defaults filled) and the checks of names and cross-references.
 
 The YAML config is validated against ``schemas/config.schema.yaml`` (structure, types, ranges, defaults)
 with :func:`snakemake.utils.validate`; names that live in the package's registries (losses, backbones,
 dataset sources, reference count tables) are checked by :func:`check_config`, so adding a registry entry
-never needs a schema change.
+never needs a schema change. The expansion into jobs and paths is :mod:`lfa.plan`.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,11 @@ class ConfigError(ValueError):
 def load_schema() -> dict[str, Any]:
     with open(SCHEMA_PATH) as fh:
         return yaml.safe_load(fh)
+
+
+def train_defaults() -> dict[str, Any]:
+    """The schema's default of every train setting (what a job uses where the config is silent)."""
+    return {k: v["default"] for k, v in load_schema()["$defs"]["train"]["properties"].items()}
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -56,186 +59,117 @@ def _unknown(kind: str, key: str, name: str, known: list[str]) -> ConfigError:
 
 def check_config(config: dict[str, Any]) -> None:
     """Check names against the package registries and cross-references between sections."""
-    import jsonschema
-
-    from lfa import datasets, download, models, reference, sources
-    from lfa.losses import loss_defaults, loss_names
-
-    known_losses = loss_names()
-    for name, params in config.get("loss_params", {}).items():
-        if name not in known_losses:
-            raise _unknown("loss", f"loss_params.{name}", name, known_losses)
-        bad = sorted(set(params) - set(loss_defaults(name)))
-        if bad:
-            raise ConfigError(
-                f"loss_params.{name}: unknown hyper-parameter(s) {bad}; "
-                f"{name} takes {sorted(loss_defaults(name))}"
-            )
-
+    _check_loss_params(config)
     roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
-        key = f"datasets.{name}"
-        if re.search(r"_k\d+$", name) or "/" in name:
-            raise ConfigError(f"{key}: a dataset name may not contain '/' or end in '_k<number>' "
-                              "(the names of ratio subsets)")
-        if ds["source"] not in datasets.SOURCES:
-            raise _unknown("dataset source", f"{key}.source", ds["source"], list(datasets.SOURCES))
-        subset = ds.get("subset", {})
-        kind = subset.get("kind", "all")
-        if kind == "long_tail" or (kind == "counts" and "counts_csv" not in subset):
-            ref = subset.get("reference")
-            if ref not in reference.COUNT_TABLES:
-                raise _unknown("reference table", f"{key}.subset.reference", str(ref),
-                               list(reference.COUNT_TABLES))
-        if kind == "counts" and "counts_csv" in subset:
-            if "reference" in subset:
-                raise ConfigError(f"{key}.subset: give either reference or counts_csv, not both")
-            if download.is_url(subset["counts_csv"]):
-                try:
-                    download.check_url(subset["counts_csv"])
-                except ValueError as err:
-                    raise ConfigError(f"{key}.subset.counts_csv: {err}") from None
-                if "counts_csv_md5" not in subset:
-                    raise ConfigError(f"{key}.subset.counts_csv_md5: required when counts_csv is a URL "
-                                      "(every download is checked against a known checksum)")
-        if "counts_csv" in subset and kind != "counts":
-            raise ConfigError(f"{key}.subset.counts_csv: only used by kind counts")
-        if kind == "binary_ratio":
-            for needed in ("positive_class", "ratios"):
-                if needed not in subset:
-                    raise ConfigError(f"{key}.subset.{needed}: required for kind binary_ratio")
-        source = sources.REGISTRY.get(ds["source"])
-        if source is not None:
-            if kind != "all" and source.task != "single_label":
-                raise ConfigError(f"{key}.subset.kind: {kind!r} needs a single-label dataset; "
-                                  f"{ds['source']} is {source.task}")
-            for option in ("split_lists",):
-                if option in ds and option not in source.options:
-                    raise ConfigError(f"{key}.{option}: not used by source {ds['source']!r}")
-            known_parts = list(ds.get("split_lists") or source.partitions)
-            bad = [p for p in ds.get("partitions", []) if p not in known_parts]
-            if bad:
-                raise ConfigError(f"{key}.partitions: unknown partition(s) {bad} of source {ds['source']!r}; "
-                                  f"known: {', '.join(known_parts) or 'none'}")
-        root = ds.get("root") or str(sources.default_root(ds["source"], config.get("data_dir", "data")))
+        _check_dataset(name, ds)
+        root = ds.get("root", "")
         other = roots.setdefault(ds["source"], (name, root))
         if other[1] != root:
-            raise ConfigError(f"{key}.root: {root!r} differs from {other[1]!r} of datasets.{other[0]}; datasets "
-                              f"of one source ({ds['source']}) share one raw root")
-
-    train_schema = load_schema()["$defs"]["train"]
-    known_backbones = models.backbone_names()
+            raise ConfigError(f"datasets.{name}.root: {root or '(the default)'!r} differs from "
+                              f"{other[1] or '(the default)'!r} of datasets.{other[0]}; datasets of one source "
+                              f"({ds['source']}) share one raw root")
     for name, exp in config["experiments"].items():
-        key = f"experiments.{name}"
-        if "/" in name:
-            raise ConfigError(f"{key}: experiment names may not contain '/'")
-        if exp["dataset"] not in config["datasets"]:
-            raise _unknown("dataset", f"{key}.dataset", exp["dataset"], list(config["datasets"]))
-        for loss in exp["losses"]:
-            if loss not in known_losses:
-                raise _unknown("loss", f"{key}.losses", loss, known_losses)
-        for backbone in exp["backbones"]:
-            if backbone not in known_backbones:
-                raise _unknown("backbone", f"{key}.backbones", backbone, known_backbones)
-        ds = config["datasets"][exp["dataset"]]
-        subset = ds.get("subset", {})
-        if "ratios" in exp:
-            allowed = subset.get("ratios", []) if subset.get("kind") == "binary_ratio" else []
-            bad = [k for k in exp["ratios"] if k not in allowed]
-            if bad:
-                raise ConfigError(
-                    f"{key}.ratios: {bad} not among the ratios of dataset {exp['dataset']!r} "
-                    f"(datasets.{exp['dataset']}.subset.ratios = {allowed})"
-                )
-        merged = {**config.get("train", {}), **exp.get("train", {})}
-        try:
-            jsonschema.validate(merged, train_schema)
-        except jsonschema.ValidationError as err:
-            where = ".".join(str(p) for p in err.absolute_path)
-            raise ConfigError(f"{key}.train.{where}: {err.message}") from None
-
-    for fold in config.get("folds", []):
-        if fold >= config.get("n_splits", 5):
-            raise ConfigError(f"folds: fold {fold} does not exist with n_splits = {config.get('n_splits')}")
+        _check_experiment(config, name, exp)
+    for fold in config["folds"]:
+        if fold >= config["n_splits"]:
+            raise ConfigError(f"folds: fold {fold} does not exist with n_splits = {config['n_splits']}")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One training run: the unit that becomes a Snakemake job."""
+def _check_loss_params(config: dict[str, Any]) -> None:
+    from lfa.losses import loss_defaults, loss_names
 
-    experiment: str
-    dataset: str
-    backbone: str
-    loss: str
-    seed: int
-    fold: int
-
-    @property
-    def path(self) -> str:
-        return f"{self.experiment}/{self.dataset}/{self.backbone}/{self.loss}/s{self.seed}_f{self.fold}"
+    for name, params in config["loss_params"].items():
+        if name not in loss_names():
+            raise _unknown("loss", f"loss_params.{name}", name, loss_names())
+        bad = sorted(set(params) - set(loss_defaults(name)))
+        if bad:
+            raise ConfigError(f"loss_params.{name}: unknown hyper-parameter(s) {bad}; "
+                              f"{name} takes {sorted(loss_defaults(name))}")
 
 
-def ratio_dataset(name: str, k: int) -> str:
-    """Name of the prepared dataset holding the k-per-200 subset of a binary_ratio dataset."""
-    return f"{name}_k{k}"
+def _check_dataset(name: str, ds: dict[str, Any]) -> None:
+    from lfa.sources import get_source, source_names
+
+    key = f"datasets.{name}"
+    if re.search(r"_k\d+$", name) or "/" in name:
+        raise ConfigError(f"{key}: a dataset name may not contain '/' or end in '_k<number>' "
+                          "(the names of ratio subsets)")
+    if ds["source"] not in source_names():
+        raise _unknown("dataset source", f"{key}.source", ds["source"], source_names())
+    source = get_source(ds["source"])
+    _check_subset(key, ds["subset"], source.task)
+    if "split_lists" in ds and "split_lists" not in source.options:
+        raise ConfigError(f"{key}.split_lists: not used by source {ds['source']!r}")
+    known_parts = list(ds.get("split_lists") or source.partitions)
+    bad = [p for p in ds.get("partitions", []) if p not in known_parts]
+    if bad:
+        raise ConfigError(f"{key}.partitions: unknown partition(s) {bad} of source {ds['source']!r}; "
+                          f"known: {', '.join(known_parts) or 'none'}")
 
 
-def split_prepared_name(prepared: str) -> tuple[str, int | None]:
-    """Inverse of :func:`ratio_dataset`: ('digits_binary_k50') -> ('digits_binary', 50)."""
-    base, sep, k = prepared.rpartition("_k")
-    if sep and k.isdigit():
-        return base, int(k)
-    return prepared, None
+def _check_subset(key: str, subset: dict[str, Any], task: str) -> None:
+    from lfa import download, reference
+
+    kind = subset["kind"]
+    if kind == "long_tail" or (kind == "counts" and "counts_csv" not in subset):
+        ref = subset.get("reference")
+        if ref not in reference.COUNT_TABLES:
+            raise _unknown("reference table", f"{key}.subset.reference", str(ref), list(reference.COUNT_TABLES))
+    if "counts_csv" in subset:
+        if kind != "counts":
+            raise ConfigError(f"{key}.subset.counts_csv: only used by kind counts")
+        if "reference" in subset:
+            raise ConfigError(f"{key}.subset: give either reference or counts_csv, not both")
+        if download.is_url(subset["counts_csv"]):
+            try:
+                download.check_url(subset["counts_csv"])
+            except ValueError as err:
+                raise ConfigError(f"{key}.subset.counts_csv: {err}") from None
+            if "counts_csv_md5" not in subset:
+                raise ConfigError(f"{key}.subset.counts_csv_md5: required when counts_csv is a URL "
+                                  "(every download is checked against a known checksum)")
+    if kind == "binary_ratio":
+        for needed in ("positive_class", "ratios"):
+            if needed not in subset:
+                raise ConfigError(f"{key}.subset.{needed}: required for kind binary_ratio")
+    if kind != "all" and task != "single_label":
+        raise ConfigError(f"{key}.subset.kind: {kind!r} needs a single-label dataset; the source is {task}")
 
 
-def experiment_datasets(config: dict[str, Any], experiment: str) -> list[str]:
-    """Prepared dataset names an experiment trains on (one per ratio for binary_ratio datasets)."""
-    exp = config["experiments"][experiment]
-    ds = config["datasets"][exp["dataset"]]
-    subset = ds.get("subset", {})
-    if subset.get("kind") == "binary_ratio":
-        ratios = exp.get("ratios", subset["ratios"])
-        return [ratio_dataset(exp["dataset"], k) for k in ratios]
-    return [exp["dataset"]]
+def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
+    import jsonschema
 
+    from lfa.losses import loss_names
+    from lfa.models import backbone_names
 
-def prepared_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every prepared dataset the config needs, mapped to its spec (with ``ratio_k`` for ratio subsets)."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, ds in config["datasets"].items():
-        subset = ds.get("subset", {})
-        if subset.get("kind") == "binary_ratio":
-            for k in subset["ratios"]:
-                out[ratio_dataset(name, k)] = {**copy.deepcopy(ds), "base": name, "ratio_k": k}
-        else:
-            out[name] = {**copy.deepcopy(ds), "base": name, "ratio_k": None}
-    return out
-
-
-def jobs(config: dict[str, Any]) -> list[Job]:
-    """All training jobs of the config, in a stable order."""
-    out = []
-    for name, exp in config["experiments"].items():
-        seeds = exp.get("seeds", config.get("seeds", [0]))
-        for dataset in experiment_datasets(config, name):
-            for backbone in exp["backbones"]:
-                for loss in exp["losses"]:
-                    for seed in seeds:
-                        for fold in config.get("folds", [0, 1, 2, 3, 4]):
-                            out.append(Job(name, dataset, backbone, loss, seed, fold))
-    return out
-
-
-def train_settings(config: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """Top-level train settings with the experiment's overrides applied."""
-    return {**config.get("train", {}), **config["experiments"][experiment].get("train", {})}
-
-
-def loss_params(config: dict[str, Any], loss: str) -> dict[str, float]:
-    return dict(config.get("loss_params", {}).get(loss, {}))
+    key = f"experiments.{name}"
+    if "/" in name:
+        raise ConfigError(f"{key}: experiment names may not contain '/'")
+    if exp["dataset"] not in config["datasets"]:
+        raise _unknown("dataset", f"{key}.dataset", exp["dataset"], list(config["datasets"]))
+    for loss in exp["losses"]:
+        if loss not in loss_names():
+            raise _unknown("loss", f"{key}.losses", loss, loss_names())
+    for backbone in exp["backbones"]:
+        if backbone not in backbone_names():
+            raise _unknown("backbone", f"{key}.backbones", backbone, backbone_names())
+    subset = config["datasets"][exp["dataset"]]["subset"]
+    if "ratios" in exp:
+        allowed = subset.get("ratios", []) if subset["kind"] == "binary_ratio" else []
+        bad = [k for k in exp["ratios"] if k not in allowed]
+        if bad:
+            raise ConfigError(f"{key}.ratios: {bad} not among the ratios of dataset {exp['dataset']!r} "
+                              f"(datasets.{exp['dataset']}.subset.ratios = {allowed})")
+    try:
+        jsonschema.validate({**config["train"], **exp.get("train", {})}, load_schema()["$defs"]["train"])
+    except jsonschema.ValidationError as err:
+        where = ".".join(str(p) for p in err.absolute_path)
+        raise ConfigError(f"{key}.train.{where}: {err.message}") from None
 
 
 def config_hash(config: dict[str, Any]) -> str:
     """Short stable hash of a (validated) config, stored in Parquet metadata and the report."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+

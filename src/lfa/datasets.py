@@ -18,10 +18,8 @@ describes each source's layout, download and subset rule.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,31 +28,12 @@ import numpy as np
 import pandas as pd
 
 from lfa.io import atomic_path
-from lfa.sources import REGISTRY, default_root
-from lfa.sources.base import FileList, RawData, RawDataInvalid, RawDataMissing
-from lfa.sources.digits import load_digits_raw
+from lfa.sources import get_source
+from lfa.sources.base import FileList, RawData, RawDataMissing
 from lfa.sources.images import CorruptImageError, compact_rows, pack_files, save_rows
 
-__all__ = ["SOURCES", "CorruptImageError", "FileList", "Prepared", "RawData", "RawDataInvalid", "RawDataMissing",
-           "assign_folds", "counts_csv_path", "dataset_summary", "load_digits_raw", "load_prepared",
-           "long_tail_counts", "prepare", "ratio_counts", "read_counts_csv", "select_subset"]
-
-
-def _loader(name: str) -> Callable[..., RawData | FileList]:
-    def load(root: str | Path | None = None, spec: dict[str, Any] | None = None) -> RawData | FileList:
-        return REGISTRY[name].load(Path(root) if root else default_root(name), spec or {})
-
-    load.__name__ = f"load_{name}"
-    load.__doc__ = f"Raw data of source {name!r} ({REGISTRY[name].title})."
-    return load
-
-
-#: Raw-data loaders by source name: ``SOURCES[name](root, spec)`` returns :class:`RawData` (in memory) or
-#: :class:`FileList` (paths and labels, decoded when packed). Sources live in :mod:`lfa.sources`; a bare
-#: loader added here (returning RawData) also works, without a download rule.
-SOURCES: dict[str, Callable[..., RawData | FileList]] = {
-    name: (load_digits_raw if name == "digits" else _loader(name)) for name in REGISTRY
-}
+__all__ = ["CorruptImageError", "Prepared", "assign_folds", "dataset_summary", "load_prepared", "long_tail_counts",
+           "prepare", "ratio_counts", "subset_indices"]
 
 
 def long_tail_counts(available: np.ndarray, reference: list[int]) -> np.ndarray:
@@ -83,56 +62,14 @@ def ratio_counts(n_pos: int, n_neg: int, k_max: int, unit: int | None = None) ->
     return unit
 
 
-def read_counts_csv(path: str | Path) -> pd.DataFrame:
-    """A class-count CSV (columns Class and Count, any case; also Label/Name and Quantity) as class, count."""
-    table = pd.read_csv(path, thousands=",", skipinitialspace=True)
-    columns = {c.strip().lower(): c for c in table.columns}
-    cls = next((columns[c] for c in ("class", "label", "name") if c in columns), None)
-    cnt = next((columns[c] for c in ("count", "quantity", "n") if c in columns), None)
-    if cls is None or cnt is None:
-        raise ValueError(f"{path}: a class-count CSV needs the columns Class and Count; it has {list(table.columns)}")
-    out = pd.DataFrame({"class": table[cls].astype(str).str.strip(), "count": pd.to_numeric(table[cnt])})
-    if out["count"].isna().any() or (out["count"] < 0).any() or (out["count"] % 1 != 0).any():
-        raise ValueError(f"{path}: counts must be non-negative integers")
-    if out["class"].duplicated().any():
-        raise ValueError(f"{path}: classes listed twice: {sorted(out['class'][out['class'].duplicated()])[:5]}")
-    return out.assign(count=out["count"].astype(np.int64))
-
-
-def counts_csv_path(spec: dict[str, Any]) -> Path:
-    """The local file of ``subset.counts_csv``: the path itself, or the URL's download (checksum verified).
-
-    A URL is fetched once into ``<data_dir>/raw/downloads/<md5>-<file name>`` (official HTTPS hosts only,
-    ``subset.counts_csv_md5`` required).
-    """
-    from urllib.parse import urlsplit
-
-    from lfa.download import fetch, is_url, md5sum
-
-    subset = spec.get("subset", {})
-    where, md5 = str(subset["counts_csv"]), subset.get("counts_csv_md5")
-    if is_url(where):
-        if not md5:
-            raise ValueError(f"subset.counts_csv is a URL ({where}); subset.counts_csv_md5 must give its MD5")
-        name = Path(urlsplit(where).path).name or "counts.csv"
-        dest = Path(spec.get("data_dir", "data")) / "raw" / "downloads" / f"{md5}-{name}"
-        return fetch(where, dest, md5, desc=name)
-    path = Path(where)
-    if not path.is_file():
-        raise FileNotFoundError(f"subset.counts_csv: {path} not found")
-    if md5 and md5sum(path) != md5:
-        raise RawDataInvalid(f"{path}: md5 {md5sum(path)}, expected {md5} (subset.counts_csv_md5)")
-    return path
-
-
-def requested_counts(spec: dict[str, Any], class_names: list[str]) -> tuple[np.ndarray, str]:
+def requested_counts(subset: dict[str, Any], class_names: list[str], downloads: str | Path) -> tuple[np.ndarray, str]:
     """Per-class counts of ``subset.kind: counts``, in class order, and where they come from."""
     from lfa.reference import COUNT_TABLES
+    from lfa.sources.counts import counts_csv_path, read_counts_csv
 
-    subset = spec.get("subset", {})
     n = len(class_names)
     if subset.get("counts_csv"):
-        table = read_counts_csv(counts_csv_path(spec))
+        table = read_counts_csv(counts_csv_path(subset, downloads))
         keys = table["class"].tolist()
         if all(k.isdigit() for k in keys) and not set(keys) & set(class_names):
             index = [int(k) for k in keys]  # class indices
@@ -160,16 +97,16 @@ def _pick(rng: np.random.Generator, target: np.ndarray, counts: np.ndarray) -> n
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def subset_indices(labels: np.ndarray, class_names: list[str], task: str, spec: dict[str, Any],
-                   ratio_k: int | None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, Any]]:
-    """Rows kept by ``spec['subset']``, the new labels and class names if they change, and provenance.
+def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset: dict[str, Any],
+                   ratio_k: int | None, downloads: str | Path = "",
+                   ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, dict[str, Any]]:
+    """Rows kept by ``subset``, the new labels and class names if they change, and provenance.
 
     The provenance dict holds ``expected_counts`` (per class, what the rule asks for) and, for
     ``kind: counts`` with ``allow_short``, the classes that had fewer samples than asked (``shortfall``).
     """
-    subset = spec.get("subset", {"kind": "all"})
-    kind = subset.get("kind", "all")
-    rng = np.random.default_rng(subset.get("seed", 0))
+    kind = subset["kind"]
+    rng = np.random.default_rng(subset["seed"])
     if kind == "all":
         return np.arange(len(labels)), None, None, {}
     if task != "single_label":
@@ -183,11 +120,11 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, spec: 
         counts = long_tail_counts(available, ref)
         return _pick(rng, target, counts), None, None, {"expected_counts": counts.tolist()}
     if kind == "counts":
-        wanted, origin = requested_counts(spec, class_names)
+        wanted, origin = requested_counts(subset, class_names, downloads)
         short = np.flatnonzero(wanted > available)
         shortfall = [{"class": int(c), "name": class_names[c], "requested": int(wanted[c]),
                       "available": int(available[c])} for c in short]
-        if len(short) and not subset.get("allow_short", False):
+        if len(short) and not subset["allow_short"]:
             listed = "; ".join(f"{s['name']}: {s['requested']} requested, {s['available']} available"
                                for s in shortfall[:5])
             raise ValueError(f"{len(short)} class(es) have fewer samples than the counts ask for ({origin}): "
@@ -212,15 +149,6 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, spec: 
             names = [f"not {class_names[pos_class]}", class_names[pos_class]]
         return idx, new_labels, names, {"expected_counts": [200 * unit, ratio_k * unit], "unit": unit}
     raise ValueError(f"unknown subset kind {kind!r}")
-
-
-def select_subset(raw: RawData | FileList, spec: dict[str, Any],
-                  ratio_k: int | None) -> tuple[np.ndarray, RawData | FileList]:
-    """Indices of the samples kept by ``spec['subset']`` and the raw data relabelled for the subset."""
-    idx, labels, names, _ = subset_indices(raw.labels, raw.class_names, raw.task, spec, ratio_k)
-    if labels is None:
-        return idx, raw
-    return idx, dataclasses.replace(raw, labels=labels, class_names=names, task="single_label")
 
 
 def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
@@ -248,113 +176,108 @@ def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
 
 def _reference_table(spec: dict[str, Any], ratio_k: int | None) -> str | None:
     """The seed's count table (lfa.reference) this prepared dataset is meant to reproduce, if any."""
-    subset = spec.get("subset", {})
-    kind = subset.get("kind", "all")
-    src = REGISTRY.get(spec["source"])
-    if kind in ("counts", "long_tail"):
+    subset = spec["subset"]
+    src = get_source(spec["source"])
+    if subset["kind"] in ("counts", "long_tail"):
         return subset.get("reference")
-    if kind == "all" and src is not None:
+    if subset["kind"] == "all":
         return src.reference_table
-    if kind == "binary_ratio" and src is not None and ratio_k == max(subset["ratios"]):
+    if subset["kind"] == "binary_ratio" and ratio_k == max(subset["ratios"]):
         return src.ratio_reference_table
     return None
 
 
-def raw_root(spec: dict[str, Any]) -> Path:
-    """``spec['root']``, or ``<data_dir>/raw/<source>``."""
-    return Path(spec.get("root") or default_root(spec["source"], spec.get("data_dir", "data")))
+@dataclass
+class _Selected:
+    """The samples of a prepared dataset, before packing: rows of the raw data and their labels."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    task: str
+    ids: list[str]
+    partition: list[str]
+    provenance: dict[str, Any]
 
 
-def prepare(name: str, spec: dict[str, Any], out_dir: str | Path, n_splits: int, split_seed: int,
-            workers: int | None = None) -> Path:
-    """Build the prepared dataset ``name`` from its source into ``out_dir``; returns ``out_dir``.
+def _select(raw: RawData | FileList, spec: dict[str, Any], downloads: str | Path) -> tuple[np.ndarray, _Selected]:
+    idx, new_labels, new_names, provenance = subset_indices(raw.labels, raw.class_names, raw.task, spec["subset"],
+                                                            spec.get("ratio_k"), downloads)
+    partition = ["all"] * len(idx) if raw.partition is None else [raw.partition[i] for i in idx]
+    return idx, _Selected(
+        labels=raw.labels[idx] if new_labels is None else new_labels[idx],
+        class_names=raw.class_names if new_names is None else new_names,
+        task=raw.task if new_labels is None else "single_label",
+        ids=[raw.ids[i] for i in idx], partition=partition, provenance=provenance)
 
+
+def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[str, Any], target: str,
+          image_size: int, workers: int | None, name: str) -> tuple[tuple[int, ...], list[tuple[int, str, str]]]:
+    """Write the selected images to ``target``; corrupt files are skipped (``skip_corrupt``) or an error."""
+    if isinstance(raw, RawData):
+        return save_rows(raw.images, idx, target, image_size), []
+    result = pack_files(raw.root, [raw.paths[i] for i in idx], target, image_size, workers, desc=name)
+    if not result.failed:
+        return result.shape, []
+    if not spec["skip_corrupt"]:
+        row, path, reason = result.failed[0]
+        more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+        raise CorruptImageError(f"corrupt or unreadable image {raw.root / path}: {reason}{more}; set "
+                                f"datasets.{spec['base']}.skip_corrupt: true to skip such files (they are counted "
+                                "in meta.json)")
+    keep = np.setdiff1d(np.arange(len(idx)), [r for r, _, _ in result.failed])
+    compacted = f"{target}.compact.npy"
+    try:
+        shape = compact_rows(target, compacted, keep)
+        os.replace(compacted, target)
+    finally:
+        if os.path.exists(compacted):
+            os.unlink(compacted)
+    sel.labels = sel.labels[keep]
+    sel.ids = [sel.ids[i] for i in keep]
+    sel.partition = [sel.partition[i] for i in keep]
+    for _, path, reason in result.failed:
+        print(f"skipped corrupt image {raw.root / path}: {reason}", flush=True)
+    return shape, result.failed
+
+
+def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Path, n_splits: int,
+            split_seed: int, downloads: str | Path, workers: int | None = None) -> Path:
+    """Build the prepared dataset ``name`` from its source's raw data under ``root`` into ``out_dir``.
+
+    ``spec``: the dataset's validated config with ``base`` and ``ratio_k`` (:func:`lfa.plan.prepared_datasets`).
     The raw data must be in place (the ``download_<source>`` rule runs first); a missing manual dataset
     raises :class:`RawDataMissing` with where to get it and put it. ``workers``: image-decoding threads
-    (default: the Snakemake job's threads, else the usable CPUs).
+    (default: the Snakemake job's threads, else the usable CPUs). Returns ``out_dir``.
     """
-    out = Path(out_dir)
+    out, root = Path(out_dir), Path(root)
     out.mkdir(parents=True, exist_ok=True)
-    source = spec["source"]
-    ratio_k = spec.get("ratio_k")
-    base = spec.get("base", name)
-    src = REGISTRY.get(source)
-    root = raw_root(spec)
-    if src is not None:
-        if src.needs_raw and not src.present(root):
-            raise RawDataMissing(src.missing_message(root))
-        raw = src.load(root, spec)
-        image_size = spec.get("image_size", src.default_image_size)
-    else:
-        raw = SOURCES[source](spec.get("root"))
-        image_size = spec.get("image_size", 0)
-    n_raw = len(raw.labels)
-    idx, new_labels, new_names, provenance = subset_indices(raw.labels, raw.class_names, raw.task, spec, ratio_k)
-    labels = raw.labels[idx] if new_labels is None else new_labels[idx]
-    class_names = raw.class_names if new_names is None else new_names
-    task = raw.task if new_labels is None else "single_label"
-    ids = [raw.ids[i] for i in idx]
-    partition = ["all"] * len(idx) if raw.partition is None else [raw.partition[i] for i in idx]
-
-    skipped: list[tuple[int, str, str]] = []
+    src = get_source(spec["source"])
+    if src.needs_raw and not src.present(root):
+        raise RawDataMissing(src.missing_message(root))
+    raw = src.load(root, spec)
+    image_size = spec.get("image_size", src.default_image_size)
+    idx, sel = _select(raw, spec, downloads)
     with atomic_path(out / "images.npy") as tmp:
-        if isinstance(raw, RawData):
-            shape = save_rows(raw.images, idx, tmp, image_size)
-        else:
-            result = pack_files(raw.root, [raw.paths[i] for i in idx], tmp, image_size, workers, desc=name)
-            shape = result.shape
-            if result.failed:
-                row, path, reason = result.failed[0]
-                if not spec.get("skip_corrupt", False):
-                    more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
-                    raise CorruptImageError(
-                        f"corrupt or unreadable image {raw.root / path}: {reason}{more}; set "
-                        f"datasets.{base}.skip_corrupt: true to skip such files (they are counted in meta.json)")
-                skipped = result.failed
-                keep = np.setdiff1d(np.arange(len(idx)), [r for r, _, _ in skipped])
-                compacted = f"{tmp}.compact.npy"
-                try:
-                    shape = compact_rows(tmp, compacted, keep)
-                    os.replace(compacted, tmp)
-                finally:
-                    if os.path.exists(compacted):
-                        os.unlink(compacted)
-                labels = labels[keep]
-                ids = [ids[i] for i in keep]
-                partition = [partition[i] for i in keep]
-                for _, path, reason in skipped:
-                    print(f"skipped corrupt image {raw.root / path}: {reason}", flush=True)
-    folds = assign_folds(labels, n_splits, split_seed)
-
-    index = pd.DataFrame({"id": ids, "row": np.arange(len(ids)), "fold": folds})
-    for c in range(labels.shape[1]):
-        index[f"label_{c}"] = labels[:, c]
-    index["partition"] = partition
+        shape, skipped = _pack(raw, idx, sel, spec, tmp, image_size, workers, name)
+    folds = assign_folds(sel.labels, n_splits, split_seed)
+    index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
+    for c in range(sel.labels.shape[1]):
+        index[f"label_{c}"] = sel.labels[:, c]
+    index["partition"] = sel.partition
     with atomic_path(out / "index.parquet") as tmp:
         index.to_parquet(tmp, index=False)
-    counts = pd.DataFrame({"class": range(labels.shape[1]), "name": class_names,
-                           "count": labels.sum(axis=0).astype(int)})
+    counts = pd.DataFrame({"class": range(sel.labels.shape[1]), "name": sel.class_names,
+                           "count": sel.labels.sum(axis=0).astype(int)})
     with atomic_path(out / "counts.csv") as tmp:
         counts.to_csv(tmp, index=False)
     meta = {
-        "name": name,
-        "source": source,
-        "task": task,
-        "class_names": class_names,
-        "image_shape": list(shape[1:]),
-        "n_samples": int(len(ids)),
-        "n_splits": n_splits,
-        "split_seed": split_seed,
-        "ratio_k": ratio_k,
-        "subset": spec.get("subset", {"kind": "all"}),
-        "title": src.title if src is not None else source,
-        "root": str(root) if src is None or src.needs_raw else None,
-        "raw_samples": int(n_raw),
-        "partitions": {p: partition.count(p) for p in sorted(set(partition))},
-        "image_size": int(image_size),
-        "checksums": bool(spec.get("checksums", True)),
-        "reference_table": _reference_table(spec, ratio_k),
-        **provenance,
+        "name": name, "source": spec["source"], "task": sel.task, "class_names": sel.class_names,
+        "image_shape": list(shape[1:]), "n_samples": int(len(sel.ids)), "n_splits": n_splits,
+        "split_seed": split_seed, "ratio_k": spec.get("ratio_k"), "subset": spec["subset"], "title": src.title,
+        "root": str(root) if src.needs_raw else None, "raw_samples": int(len(raw.labels)),
+        "partitions": {p: sel.partition.count(p) for p in sorted(set(sel.partition))},
+        "image_size": int(image_size), "checksums": bool(spec["checksums"]),
+        "reference_table": _reference_table(spec, spec.get("ratio_k")), **sel.provenance,
         "skipped_corrupt": {"count": len(skipped), "files": [path for _, path, _ in skipped]},
     }
     with atomic_path(out / "meta.json") as tmp:

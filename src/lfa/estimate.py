@@ -1,11 +1,10 @@
 """Planning the training jobs: which run (identical jobs once), and the GPU-hours they need.
 
-Identical jobs
-    Two jobs of different experiments are identical when they train the same backbone with the same loss,
-    seed, fold, settings and loss hyper-parameters on the same prepared dataset: e.g. Table 5's 1:4 ratio
-    (``idc_k50``, ResNet-50) is Table 4's ResNet-50 block. Only the first (in the config's order) trains;
-    the others are *shared*: the rule ``train_shared`` links its outputs into their folders
-    (:func:`share_outputs`), so every experiment still has its own ``results/runs/<experiment>/...``.
+Shared jobs
+    Two experiments that run the same job (:class:`lfa.plan.Job`: same prepared dataset, backbone, loss,
+    seed, fold, settings and loss hyper-parameters; e.g. Table 5's 1:4 ratio, ``idc_k50`` with ResNet-50, is
+    Table 4's ResNet-50 block) use one run folder; its GPU-hours are counted for the first experiment (in the
+    config's order) that runs it, and the later ones list it as *shared*.
 
 GPU-hours
     ``lfa estimate`` multiplies the images each job processes (training epochs, a validation pass per epoch,
@@ -17,13 +16,10 @@ GPU-hours
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lfa.config import Job, experiment_datasets, jobs, loss_params, split_prepared_name, train_settings
+from lfa.plan import Job, Layout, experiment_datasets, plan, split_prepared_name
 
 #: Where the throughput was measured (benchmarks/RESULTS.md, benchmarks/gpu_check.sh).
 CARD = "NVIDIA H100 80GB HBM3 (torch 2.11, bf16 autocast, channels_last, batch 100)"
@@ -61,78 +57,9 @@ SOURCE_SIZES: dict[str, dict[str, int]] = {
 IMAGENET_LT_LISTS = {"train": 115846, "val": 20000, "test": 50000}
 
 
-#: Train settings that change how fast a job runs, never what it computes: they are not part of a job's
-#: identity (its resume fingerprint, the rule's params), so changing them neither retrains nor discards state.
-RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb", "augment_chunk_mb")
-
-
-def result_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` without :data:`RUNTIME_KEYS`, in key order (Snakemake compares params as text, so the order
-    of the keys in a config file must not make a job look changed)."""
-    return {k: settings[k] for k in sorted(settings) if k not in RUNTIME_KEYS}
-
-
-# -------------------------------------------------------------------------------------------- shared jobs
-def job_key(config: dict[str, Any], job: Job) -> str:
-    """What makes two jobs identical: everything that shapes the result, except the experiment's name."""
-    return json.dumps({"dataset": job.dataset, "backbone": job.backbone, "loss": job.loss, "seed": job.seed,
-                       "fold": job.fold, "settings": result_settings(train_settings(config, job.experiment)),
-                       "loss_params": loss_params(config, job.loss)}, sort_keys=True, default=str)
-
-
-def shared_jobs(config: dict[str, Any]) -> dict[str, str]:
-    """``{job path: path of the identical job that trains}`` for every job that does not train itself."""
-    first: dict[str, str] = {}
-    shared: dict[str, str] = {}
-    for job in jobs(config):
-        key = job_key(config, job)
-        if key in first:
-            shared[job.path] = first[key]
-        else:
-            first[key] = job.path
-    return shared
-
-
-def training_jobs(config: dict[str, Any]) -> list[Job]:
-    """The jobs that train (each identical group once)."""
-    shared = shared_jobs(config)
-    return [job for job in jobs(config) if job.path not in shared]
-
-
-OUTPUTS = ("model.pt", "train_log.csv", "train_info.json", "predictions.parquet")
-
-
-def share_outputs(src_dir: str | Path, dst_dir: str | Path, log: str | Path | None = None) -> None:
-    """Give a shared job the outputs of the identical job that trained (hard links, else copies).
-
-    ``train_info.json`` records ``shared_from`` and counts no training time (``wall_seconds`` 0; the
-    original's is kept as ``original_wall_seconds``), so compute totals count each training once.
-    """
-    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("model.pt", "train_log.csv", "predictions.parquet"):
-        target = dst_dir / name
-        target.unlink(missing_ok=True)
-        try:
-            os.link(src_dir / name, target)
-        except OSError:
-            shutil.copy2(src_dir / name, target)
-    info = json.loads((src_dir / "train_info.json").read_text())
-    info["shared_from"] = str(src_dir)
-    info["original_wall_seconds"] = info.get("wall_seconds", 0.0)
-    info["wall_seconds"] = 0.0
-    tmp = dst_dir / ".train_info.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, dst_dir / "train_info.json")
-    if log:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as fh:
-            print(f"shared: the outputs of {src_dir} (an identical job, trained once)", file=fh)
-
-
 # -------------------------------------------------------------------------------------------- sizes
 def _prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | None:
-    path = Path(config.get("data_dir", "data")) / "prepared" / prepared / "meta.json"
+    path = Layout.from_config(config).prepared_file(prepared, "meta.json")
     if path.is_file():
         return json.loads(path.read_text())
     return None
@@ -141,27 +68,27 @@ def _prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | No
 def dataset_size(config: dict[str, Any], prepared: str) -> tuple[int, int, str]:
     """(images, packed side, where the number comes from) of a prepared dataset, with or without its data."""
     from lfa.reference import COUNT_TABLES
-    from lfa.sources import REGISTRY
+    from lfa.sources import get_source
 
     meta = _prepared_meta(config, prepared)
     base, k = split_prepared_name(prepared)
     spec = config["datasets"].get(base) or config["datasets"][prepared]
     source = spec["source"]
-    src = REGISTRY.get(source)
-    side = int(spec.get("image_size", src.default_image_size if src else 0) or 0)
+    src = get_source(source)
+    side = int(spec.get("image_size", src.default_image_size) or 0)
     if meta is not None:
         shape = meta.get("image_shape") or [side]
         return int(meta["n_samples"]), int(shape[0]), "meta.json"
     if not side:
         side = {"digits": 8, "cifar10": 32}.get(source, 0)
     sizes = SOURCE_SIZES.get(source, {})
-    parts = spec.get("partitions") or (list(src.default_partitions) if src and src.default_partitions else None)
+    parts = spec.get("partitions") or (list(src.default_partitions) if src.default_partitions else None)
     if spec.get("split_lists"):
         total = sum(IMAGENET_LT_LISTS.get(p, 0) for p in (parts or spec["split_lists"]))
     else:
         total = sum(sizes.values()) if not parts else sum(sizes.get(p, 0) for p in parts)
-    subset = spec.get("subset", {})
-    kind = subset.get("kind", "all")
+    subset = spec["subset"]
+    kind = subset["kind"]
     if kind == "counts" and subset.get("reference") in COUNT_TABLES:
         return sum(COUNT_TABLES[subset["reference"]].values()), side, f"reference {subset['reference']}"
     if kind == "long_tail" and subset.get("reference") in COUNT_TABLES:
@@ -182,12 +109,17 @@ def dataset_size(config: dict[str, Any], prepared: str) -> tuple[int, int, str]:
 # -------------------------------------------------------------------------------------------- hours
 @dataclass
 class JobCost:
+    experiment: str
     job: Job
     images: int
     side: int
     input_side: int
-    gpu_seconds: float
-    shared: bool
+    gpu_seconds: float  # 0 for a job an earlier experiment trains (shared)
+    trained_by: str  # the experiment that trains it (this one, unless shared)
+
+    @property
+    def shared(self) -> bool:
+        return self.trained_by != self.experiment
 
 
 def _rate(backbone: str, side: int) -> tuple[float, float] | None:
@@ -199,32 +131,43 @@ def _rate(backbone: str, side: int) -> tuple[float, float] | None:
     return train_ips * scale * eff, eval_ips * scale * eff
 
 
-def job_costs(config: dict[str, Any]) -> list[JobCost]:
+def _job_seconds(config: dict[str, Any], job: Job, n: int, side: int) -> tuple[int, float]:
+    """(input side, estimated GPU seconds) of one job on ``n`` images of side ``side``."""
     from lfa.models import input_size
 
-    shared = shared_jobs(config)
+    try:
+        in_side = input_size(job.backbone, int(job.settings["image_size"]), side or 1)
+    except ValueError:
+        in_side = int(job.settings["image_size"]) or side
+    rate = _rate(job.backbone, in_side)
+    if rate is None:
+        return in_side, float("nan")
+    epochs, n_splits = int(job.settings["epochs"]), int(config["n_splits"])
+    train_n, val_n = n * (n_splits - 2) / n_splits, n / n_splits
+    return in_side, (epochs * (train_n / rate[0] + val_n / rate[1]) + 2 * val_n / rate[1]
+                     + JOB_START_S + CHECKPOINT_S_PER_EPOCH * epochs)
+
+
+def job_costs(config: dict[str, Any]) -> list[JobCost]:
+    """One row per (experiment, job); a job shared with an earlier experiment costs nothing there."""
+    the_plan = plan(config)
+    first = the_plan.trained_by()
     sizes: dict[str, tuple[int, int, str]] = {}
     out = []
-    for job in jobs(config):
-        if job.dataset not in sizes:
-            sizes[job.dataset] = dataset_size(config, job.dataset)
-        n, side, _ = sizes[job.dataset]
-        s = train_settings(config, job.experiment)
-        n_splits = int(config.get("n_splits", 5))
-        try:
-            in_side = input_size(job.backbone, int(s.get("image_size", 0)), side or 1)
-        except ValueError:
-            in_side = int(s.get("image_size", 0)) or side
-        rate = _rate(job.backbone, in_side)
-        epochs = int(s.get("epochs", 20))
-        if rate is None or job.path in shared:
-            seconds = 0.0 if job.path in shared else float("nan")
-        else:
-            train_n, val_n = n * (n_splits - 2) / n_splits, n / n_splits
-            seconds = (epochs * (train_n / rate[0] + val_n / rate[1]) + 2 * val_n / rate[1]
-                       + JOB_START_S + CHECKPOINT_S_PER_EPOCH * epochs)
-        out.append(JobCost(job, n, side, in_side, seconds, job.path in shared))
+    for experiment, jobs in the_plan.experiments.items():
+        for job in jobs:
+            if job.dataset not in sizes:
+                sizes[job.dataset] = dataset_size(config, job.dataset)
+            n, side, _ = sizes[job.dataset]
+            in_side, seconds = _job_seconds(config, job, n, side)
+            shared = first[job.key] != experiment
+            out.append(JobCost(experiment, job, n, side, in_side, 0.0 if shared else seconds, first[job.key]))
     return out
+
+
+def job_seconds(config: dict[str, Any]) -> dict[str, float]:
+    """``{job.path: estimated GPU seconds}`` of every job of the config (NaN: no measured throughput)."""
+    return {c.job.path: c.gpu_seconds for c in job_costs(config) if not c.shared}
 
 
 def table_of(config: dict[str, Any], experiment: str) -> str:
@@ -236,11 +179,13 @@ def estimate(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per experiment: its table, jobs, shared jobs, images per job, input side and GPU-hours."""
     rows: dict[str, dict[str, Any]] = {}
     for cost in job_costs(config):
-        exp = cost.job.experiment
+        exp = cost.experiment
         row = rows.setdefault(exp, {"table": table_of(config, exp), "experiment": exp, "jobs": 0, "shared": 0,
-                                    "datasets": [], "backbones": [], "gpu_hours": 0.0})
+                                    "shares_with": {}, "datasets": [], "backbones": [], "gpu_hours": 0.0})
         row["jobs"] += 1
         row["shared"] += int(cost.shared)
+        if cost.shared:
+            row["shares_with"][cost.trained_by] = row["shares_with"].get(cost.trained_by, 0) + 1
         if cost.job.dataset not in row["datasets"]:
             row["datasets"].append(cost.job.dataset)
         label = f"{cost.job.backbone}@{cost.input_side}"
@@ -285,5 +230,8 @@ def format_estimate(config: dict[str, Any], gpus: int = 1) -> str:
               f"wall-clock on {gpus} GPU(s) of that kind, one job per GPU: about {total_hours / max(gpus, 1):.1f} h"]
     shared = total_jobs - total_trained
     if shared:
-        lines.append(f"{shared} jobs are identical to another experiment's and are trained once (shared).")
+        lines.append(f"{shared} jobs are identical to another experiment's and are trained once (shared):")
+        for r in rows:
+            for other, n in r["shares_with"].items():
+                lines.append(f"  {r['experiment']} ({r['table']}) uses {n} runs of {other} ({table_of(config, other)})")
     return "\n".join(lines)

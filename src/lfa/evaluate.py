@@ -1,4 +1,4 @@
-"""Evaluation: predictions of one job → per-class metrics; all jobs → the aggregated Parquet files.
+"""Evaluation: the predictions of one job → its per-class metrics (``metrics.parquet`` of the run).
 
 This module never imports torch: evaluation and aggregation run from ``predictions.parquet`` alone.
 """
@@ -6,18 +6,16 @@ This module never imports torch: evaluation and aggregation run from ``predictio
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lfa import __version__
-from lfa.aggregate import compare, per_class_summary, summarize, write_parquet
 from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 
-KEY_COLUMNS = ["experiment", "dataset", "backbone", "loss", "seed", "fold"]
+#: Columns identifying a run in its metrics; the aggregate adds ``experiment`` in front (lfa.aggregate).
+RUN_COLUMNS = ["dataset", "backbone", "loss", "seed", "fold"]
 
 
 def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -35,7 +33,7 @@ def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray
 
 def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str] | None = None,
                  ratio_k: int | None = None, diverged: bool = False) -> pd.DataFrame:
-    """Per-class metrics of one job, with its key columns, class names (default: the class indices) and ratio.
+    """Per-class metrics of one job, with its run columns, class names (default: the class indices) and ratio.
 
     A job whose training diverged (recorded with ``train.on_divergence: record``) has every metric NaN and
     ``diverged`` True, so its cells are left out of the means and marked in the report.
@@ -47,25 +45,7 @@ def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: lis
     if diverged:
         metrics[METRIC_COLUMNS] = np.nan
     metrics["diverged"] = diverged
-    front = pd.DataFrame({k: [keys[k]] * len(metrics) for k in KEY_COLUMNS})
+    front = pd.DataFrame({k: [keys[k]] * len(metrics) for k in RUN_COLUMNS})
     front["ratio_k"] = pd.array([ratio_k] * len(metrics), dtype="Int64")
     metrics.insert(1, "class_name", [class_names[c] if class_names else str(c) for c in metrics["class"]])
     return pd.concat([front, metrics], axis=1)
-
-
-def aggregate(metric_files: Iterable[str | Path], out_dir: str | Path, metadata: dict[str, str]) -> dict[str, Path]:
-    """Concatenate per-job metrics and write metrics, summary, per_class and comparisons Parquet files."""
-    out_dir = Path(out_dir)
-    metrics = pd.concat([pd.read_parquet(p) for p in metric_files], ignore_index=True)
-    metadata = {"lfa.version": __version__, **metadata}
-    tables = {
-        "metrics": metrics,
-        "summary": summarize(metrics),
-        "per_class": per_class_summary(metrics),
-        "comparisons": compare(metrics),
-    }
-    paths = {}
-    for name, df in tables.items():
-        paths[name] = out_dir / f"{name}.parquet"
-        write_parquet(df, paths[name], metadata)
-    return paths

@@ -1,12 +1,20 @@
-"""Small I/O helpers: atomic writes, so an interrupted or failed write never damages the previous file."""
+"""I/O helpers: atomic writes (an interrupted or failed write never damages the previous file) and Parquet
+files with string metadata (``lfa.version``, ``lfa.config_hash``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# File-metadata keys written by pyarrow/pandas themselves; never returned or overwritten.
+_RESERVED_METADATA = {"pandas", "ARROW:schema"}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,3 +68,44 @@ def atomic_torch_save(obj: object, target: str | Path) -> None:
         if isinstance(cause, OSError):
             raise OSError(cause.errno, f"{cause.strerror} while writing {target}") from err
         raise
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> dict[bytes, bytes]:
+    encoded: dict[bytes, bytes] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata keys and values must be str, got {key!r}: {value!r}")
+        if key in _RESERVED_METADATA:
+            raise ValueError(f"metadata key {key!r} is reserved by pyarrow/pandas")
+        encoded[key.encode()] = value.encode()
+    return encoded
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
+    """Write ``df`` (without its index) to Parquet atomically, with ``metadata`` in the file metadata.
+
+    The table is written to a temporary file in the destination directory, flushed and fsynced, then
+    moved over ``path`` with ``os.replace``: readers see either the previous file or the complete new one,
+    and a failed write leaves the previous file untouched (the temporary file is removed).
+
+    Args:
+        df: the frame to write.
+        path: destination ``.parquet`` file; its directory must exist.
+        metadata: string key/value pairs stored in the Parquet schema (file) metadata, e.g.
+            ``{"lfa.version": ..., "lfa.config_hash": ...}``; read back with :func:`read_parquet_metadata`.
+    """
+    extra = _check_metadata(metadata)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string file metadata of a Parquet file, without pyarrow's and pandas' own entries."""
+    schema = pq.read_schema(path)
+    return {
+        key.decode(): value.decode()
+        for key, value in (schema.metadata or {}).items()
+        if key.decode() not in _RESERVED_METADATA
+    }

@@ -11,7 +11,7 @@ least float32 (autocast is switched off inside the loss), so values and gradient
 [-30, 30] in float32 and under bfloat16 autocast.
 
 A loss is one class with the :func:`register_loss` decorator; the registry is what training, the
-configuration check and the LFA curves (:mod:`lfa.lfa`) read, so a new class needs nothing else.
+configuration check and the LFA curves (:mod:`lfa.curves`) read, so a new class needs nothing else.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from lfa.registry import Registry, UnknownNameError, origin_of
 
 __all__ = [
     "PAPER_LOSSES",
@@ -35,6 +37,7 @@ __all__ = [
     "UnknownLossError",
     "build_loss",
     "display_name",
+    "get_loss",
     "loss_defaults",
     "loss_names",
     "register_loss",
@@ -44,14 +47,10 @@ __all__ = [
 #: The five losses compared in the paper's tables (registry keys).
 PAPER_LOSSES = ["asl", "bce", "ece", "fece", "focal"]
 
-_REGISTRY: dict[str, type[Loss]] = {}
+_LOSSES: Registry[type[Loss]] = Registry("loss", "losses")
 
-
-class UnknownLossError(KeyError, ValueError):
-    """A loss name that is not in the registry (both a ``KeyError`` and a ``ValueError``)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+#: A loss name that is not in the registry (both a ``KeyError`` and a ``ValueError``).
+UnknownLossError = UnknownNameError
 
 
 class Loss(torch.nn.Module):
@@ -64,7 +63,7 @@ class Loss(torch.nn.Module):
         hparams: the hyper-parameters of this instance (defaults updated by the constructor's arguments).
         log_scale: factor applied to the value of every logarithm in the loss, keeping the logarithm's
             natural derivative (``d ln q / dq = 1/q``). ``1.0`` (natural logarithm) for training; the LFA
-            ``figure2`` convention sets ``1/ln 10`` (see :mod:`lfa.lfa`).
+            ``figure2`` convention sets ``1/ln 10`` (see :mod:`lfa.curves`).
     """
 
     name: ClassVar[str] = ""
@@ -151,45 +150,40 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
         raise TypeError(f"register_loss expects a subclass of lfa.losses.Loss, got {cls!r}")
     if not isinstance(cls.name, str) or not cls.name:
         raise ValueError(f"{cls.__name__}: a registered loss needs a non-empty class attribute 'name'")
-    if cls.name in _REGISTRY:
-        raise ValueError(f"loss name {cls.name!r} is already registered (by {_REGISTRY[cls.name].__name__})")
     if not cls.display:
         raise ValueError(f"{cls.__name__}: a registered loss needs a non-empty class attribute 'display'")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _LOSSES.register(cls.name, cls, cls.display, origin_of(cls))
 
 
 def unregister_loss(name: str) -> None:
     """Remove a loss from the registry (e.g. one defined by a test)."""
-    _loss_class(name)
-    del _REGISTRY[name]
+    _LOSSES.entry(name)
+    _LOSSES.unregister(name)
 
 
 def loss_names() -> list[str]:
     """Registry keys of all registered losses, sorted."""
-    return sorted(_REGISTRY)
+    return _LOSSES.names()
 
 
-def _loss_class(name: str) -> type[Loss]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownLossError(f"unknown loss {name!r}; known losses: {', '.join(loss_names())}") from None
+def get_loss(name: str) -> type[Loss]:
+    """The registered :class:`Loss` subclass ``name``."""
+    return _LOSSES.get(name)
 
 
 def build_loss(name: str, **params: float) -> Loss:
     """A new instance of the loss ``name`` with hyper-parameter overrides ``params``."""
-    return _loss_class(name)(**params)
+    return get_loss(name)(**params)
 
 
 def loss_defaults(name: str) -> dict[str, float]:
     """The default hyper-parameters of the loss ``name`` (a copy)."""
-    return dict(_loss_class(name).defaults)
+    return dict(get_loss(name).defaults)
 
 
 def display_name(name: str) -> str:
     """The name of the loss ``name`` as shown in tables and figures (e.g. ``"F-ECE"``)."""
-    return _loss_class(name).display
+    return _LOSSES.display(name)
 
 
 @register_loss

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lfa.registry import Registry, origin_of
+
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -34,27 +36,27 @@ class BackboneInfo:
     fixed_size: int = 0  # the only input side it accepts (0: any from min_size); images are resized to it
 
 
-_BACKBONES: dict[str, BackboneInfo] = {}
+_BACKBONES: Registry[BackboneInfo] = Registry("backbone")
 
 
 def register_backbone(name: str, display: str, min_size: int = 1, default_size: int = 0, fixed_size: int = 0):
+    """Function decorator adding a model builder ``fn(num_classes, in_channels, pretrained)`` as ``name``."""
+
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} registered twice")
-        _BACKBONES[name] = BackboneInfo(name, fn, display, min_size, default_size, fixed_size)
+        _BACKBONES.register(name, BackboneInfo(name, fn, display, min_size, default_size, fixed_size), display,
+                            origin_of(fn))
         return fn
 
     return deco
 
 
 def backbone_names() -> list[str]:
-    return sorted(_BACKBONES)
+    return _BACKBONES.names()
 
 
-def backbone_info(name: str) -> BackboneInfo:
-    if name not in _BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; known backbones: {', '.join(backbone_names())}")
-    return _BACKBONES[name]
+def get_backbone(name: str) -> BackboneInfo:
+    """The registered backbone ``name``: its builder, display name and input sizes."""
+    return _BACKBONES.get(name)
 
 
 class Normalize(nn.Module):
@@ -225,7 +227,7 @@ def input_size(name: str, image_size: int, native: int) -> int:
     A backbone with a fixed input side (BoTNet: 256) gets that side unless ``image_size`` asks for another,
     which is refused; a side below the backbone's minimum is refused with the option that fixes it.
     """
-    info = backbone_info(name)
+    info = get_backbone(name)
     size = image_size or info.fixed_size or native
     if info.fixed_size and size != info.fixed_size:
         raise ValueError(f"backbone {name!r} takes {info.fixed_size}x{info.fixed_size} images only; "
@@ -237,4 +239,4 @@ def input_size(name: str, image_size: int, native: int) -> int:
 
 
 def build_model(name: str, num_classes: int, in_channels: int, pretrained: bool = False) -> nn.Module:
-    return backbone_info(name).build(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained)
+    return get_backbone(name).build(num_classes=num_classes, in_channels=in_channels, pretrained=pretrained)

@@ -30,34 +30,41 @@ from lfa import __version__  # noqa: E402
 from lfa.figures_lfa import loss_palette, plot_figure2  # noqa: E402
 from lfa.io import atomic_path  # noqa: E402
 from lfa.paper import METRIC_LABELS, METRICS, TABLES, compare_with_paper, format_cell  # noqa: E402
+from lfa.plan import Layout  # noqa: E402
 
 #: Metrics where a larger value is better (bold marks the best per column and block); not the threshold.
 HIGHER_IS_BETTER = ["auc", "accuracy", "precision", "recall", "f0_5", "f0", "f1"]
 PACKAGES = ["torch", "torchvision", "snakemake", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy",
             "seaborn", "matplotlib", "jinja2"]
-LOSS_DISPLAY = {"asl": "ASL", "asl_original": "ASL (original)", "bce": "BCE", "ece": "ECE",
-                "fece": "F-ECE", "focal": "Focal"}
 
 
 @dataclass
 class ReportInputs:
+    """The aggregated files a report is rendered from; per-run and per-dataset files come from the layout."""
+
     metrics: str | Path
     summary: str | Path
     per_class: str | Path
     comparisons: str | Path
+    runs: str | Path  # which experiment uses which run (lfa.aggregate.runs_table)
     curves: list[str | Path]
     gradients: list[str | Path]
-    datasets: list[str | Path]
-    train_info: list[str | Path]
-    train_logs: list[str | Path]
     config: dict[str, Any]
     config_hash: str
     config_files: list[str] = field(default_factory=list)
-    tables_dir: str | Path | None = None  # default: <results_dir>/tables
+    tables_dir: str | Path | None = None  # default: the layout's tables folder
 
 
-def loss_label(name: str) -> str:
-    return LOSS_DISPLAY.get(name, name)
+def loss_labels(curves: list[str | Path]) -> dict[str, str]:
+    """Loss key → display name, as the loss registry gave them to the LFA curves (this module never imports
+    torch, so it never reads the registry itself)."""
+    frames = [pd.read_parquet(p, columns=["loss", "display"]) for p in curves]
+    pairs = pd.concat(frames).drop_duplicates() if frames else pd.DataFrame(columns=["loss", "display"])
+    return dict(zip(pairs["loss"], pairs["display"], strict=True))
+
+
+def _label(labels: dict[str, str] | None, loss: str) -> str:
+    return (labels or {}).get(loss, loss)
 
 
 def fig_to_data_uri(fig: plt.Figure) -> str:
@@ -88,18 +95,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _read_json_files(paths: list[str | Path]) -> list[dict[str, Any]]:
-    return [json.loads(Path(p).read_text()) for p in paths if Path(p).exists()]
-
-
-def provenance(inputs: ReportInputs) -> dict[str, Any]:
-    infos = _read_json_files(inputs.train_info)
+def provenance(inputs: ReportInputs, infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """What was run, where and for how long (each run once, however many experiments use it)."""
     hours: dict[str, float] = {}
     devices: set[str] = set()
     for info in infos:
-        kind = "GPU" if info.get("device_type") == "cuda" else "CPU"
-        hours[kind] = hours.get(kind, 0.0) + float(info.get("wall_seconds", 0.0)) / 3600
-        devices.add(str(info.get("device")))
+        kind = "GPU" if info["device_type"] == "cuda" else "CPU"
+        hours[kind] = hours.get(kind, 0.0) + float(info["wall_seconds"]) / 3600
+        devices.add(str(info["device"]))
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(),
@@ -115,7 +118,7 @@ def provenance(inputs: ReportInputs) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- tables
 def experiment_blocks(config: dict[str, Any], name: str, summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The blocks of an experiment's table: one per backbone, or one per ratio for ratio experiments."""
-    from lfa.config import experiment_datasets, split_prepared_name
+    from lfa.plan import experiment_datasets, split_prepared_name
 
     exp = config["experiments"][name]
     labels = exp.get("block_labels", {})
@@ -151,7 +154,8 @@ def diverged_runs(metrics: pd.DataFrame) -> dict[tuple[str, str, str, str], tupl
 
 
 def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, paper_table: str | None,
-               diverged: dict[tuple[str, str, str, str], tuple[int, int]] | None = None) -> list[dict[str, Any]]:
+               diverged: dict[tuple[str, str, str, str], tuple[int, int]] | None = None,
+               labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Rows for the template: block headers and loss rows with formatted cells, bold and paper deltas."""
     out: list[dict[str, Any]] = []
     for block in blocks:
@@ -187,18 +191,18 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, p
                     cell["delta"] = None if pd.isna(c.delta) else f"{c.delta:+.{decimals}f}"
                     cell["verdict"] = c.verdict
                 cells.append(cell)
-            out.append({"kind": "row", "loss": loss_label(loss), "cells": cells})
+            out.append({"kind": "row", "loss": _label(labels, loss), "cells": cells})
     return out
 
 
 def export_table(name: str, blocks: list[dict[str, Any]], losses: list[str], decimals: int,
-                 out_dir: Path) -> dict[str, str]:
+                 out_dir: Path, labels: dict[str, str] | None = None) -> dict[str, str]:
     """Write an experiment's table as CSV and LaTeX (results/tables/<experiment>.{csv,tex})."""
     records = []
     for block in blocks:
         rows = block["rows"]
         for loss in losses:
-            rec = {"block": block["label"], "loss": loss_label(loss)}
+            rec = {"block": block["label"], "loss": _label(labels, loss)}
             for metric in METRICS:
                 r = rows[(rows.loss == loss) & (rows.metric == metric)]
                 rec[METRIC_LABELS[metric]] = (format_cell(float(r["mean"].iloc[0]), float(r["std"].iloc[0]),
@@ -235,14 +239,15 @@ def figure_class_distribution(meta: dict[str, Any]) -> str:
     return fig_to_data_uri(fig)
 
 
-def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str) -> str | None:
+def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str,
+                          labels: dict[str, str] | None = None) -> str | None:
     rec = per_class[per_class.metric == "recall"]
     if rec.empty:
         return None
     table = rec.pivot_table(index="class_name", columns="loss", values="mean")
     order = table["bce"].sort_values().index if "bce" in table else table.mean(axis=1).sort_values().index
     table = table.loc[order, [loss for loss in losses if loss in table.columns]]
-    table.columns = [loss_label(c) for c in table.columns]
+    table.columns = [_label(labels, c) for c in table.columns]
     fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 2.5, 0.32 * len(table) + 1.4))
     sns.heatmap(table, annot=len(table) <= 40, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
                 cbar_kws={"label": "recall"})
@@ -253,15 +258,15 @@ def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str
 
 
 def figure_metric_vs_ratio(metrics: pd.DataFrame, experiment: str, palette: dict[str, str],
-                           metric: str = "auc") -> str | None:
+                           metric: str = "auc", labels: dict[str, str] | None = None) -> str | None:
     df = metrics[(metrics.experiment == experiment) & metrics.ratio_k.notna()]
     if df.empty:
         return None
     fold_means = (df.groupby(["loss", "ratio_k", "seed", "fold"])[metric].mean().reset_index())
-    fold_means["loss"] = fold_means["loss"].map(loss_label)
+    fold_means["loss"] = fold_means["loss"].map(lambda n: _label(labels, n))
     fig, ax = plt.subplots(figsize=(6, 3.4))
     sns.lineplot(data=fold_means, x="ratio_k", y=metric, hue="loss", marker="o", errorbar="sd", ax=ax,
-                 palette={loss_label(k): v for k, v in palette.items()})
+                 palette={_label(labels, k): v for k, v in palette.items()})
     ax.set_xscale("log")
     ticks = sorted(fold_means["ratio_k"].unique())
     ax.set_xticks(ticks, [f"{int(k)}\n({_ratio_label(int(k))})" for k in ticks])
@@ -272,14 +277,14 @@ def figure_metric_vs_ratio(metrics: pd.DataFrame, experiment: str, palette: dict
 
 
 def figure_auc_vs_frequency(per_class: pd.DataFrame, counts: pd.DataFrame, palette: dict[str, str],
-                            title: str) -> str | None:
+                            title: str, labels: dict[str, str] | None = None) -> str | None:
     auc = per_class[per_class.metric == "auc"].merge(counts[["class", "count"]], on="class")
     if auc.empty or len(counts) < 3:
         return None
-    auc = auc.assign(loss=auc["loss"].map(loss_label))
+    auc = auc.assign(loss=auc["loss"].map(lambda n: _label(labels, n)))
     fig, ax = plt.subplots(figsize=(6, 3.4))
     sns.lineplot(data=auc.sort_values("count"), x="count", y="mean", hue="loss", marker="o", ax=ax,
-                 palette={loss_label(k): v for k, v in palette.items()})
+                 palette={_label(labels, k): v for k, v in palette.items()})
     ax.set_xscale("log")
     ax.set_xlabel("class frequency (samples in the prepared dataset)")
     ax.set_ylabel("per-class AUC (mean over folds)")
@@ -287,16 +292,17 @@ def figure_auc_vs_frequency(per_class: pd.DataFrame, counts: pd.DataFrame, palet
     return fig_to_data_uri(fig)
 
 
-def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: str) -> str | None:
+def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: str,
+                           labels: dict[str, str] | None = None) -> str | None:
     if logs.empty:
         return None
     long = logs.melt(id_vars=["loss", "fold", "epoch"], value_vars=["train_loss", "val_loss"],
                      var_name="split", value_name="value")
-    long["loss"] = long["loss"].map(loss_label)
+    long["loss"] = long["loss"].map(lambda n: _label(labels, n))
     n_losses = long["loss"].nunique()
     g = sns.relplot(data=long, x="epoch", y="value", hue="loss", style="split", units="fold",
                     estimator=None, kind="line", col="loss", col_wrap=min(n_losses, 5), height=2.4, aspect=1.25,
-                    facet_kws={"sharey": False}, palette={loss_label(k): v for k, v in palette.items()},
+                    facet_kws={"sharey": False}, palette={_label(labels, k): v for k, v in palette.items()},
                     alpha=0.8)
     g.set_titles("{col_name}")
     g.set_axis_labels("epoch", "loss value")
@@ -304,16 +310,18 @@ def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: s
     return fig_to_data_uri(g.figure)
 
 
-def figure_forest(comparisons: pd.DataFrame, metric: str, title: str) -> str | None:
+def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
+                  labels: dict[str, str] | None = None) -> str | None:
     df = comparisons[comparisons.metric == metric]
     if df.empty:
         return None
-    from lfa.config import split_prepared_name
+    from lfa.plan import split_prepared_name
 
-    order = [(split_prepared_name(d)[0], -(split_prepared_name(d)[1] or 0), b, loss_label(x))
+    order = [(split_prepared_name(d)[0], -(split_prepared_name(d)[1] or 0), b, _label(labels, x))
              for d, b, x in zip(df["dataset"], df["backbone"], df["loss"], strict=True)]
     df = df.iloc[sorted(range(len(df)), key=order.__getitem__)]
-    df = df.assign(label=df["dataset"] + " · " + df["backbone"] + " · F-ECE − " + df["loss"].map(loss_label))
+    names = df["loss"].map(lambda n: _label(labels, n))
+    df = df.assign(label=df["dataset"] + " · " + df["backbone"] + f" · {_label(labels, 'fece')} − " + names)
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(df) + 1.2))
     y = np.arange(len(df))
     ax.errorbar(df["mean_diff"], y, xerr=[df["mean_diff"] - df["ci_low"], df["ci_high"] - df["mean_diff"]],
@@ -327,135 +335,189 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str) -> str | N
 
 
 # ---------------------------------------------------------------------------------------------- render
-def _load_logs(paths: list[str | Path]) -> pd.DataFrame:
-    frames = []
-    for p in paths:
-        p = Path(p)
-        if not p.exists() or p.stat().st_size == 0:
-            continue
-        df = pd.read_csv(p)
-        # results/runs/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>/train_log.csv
-        exp, dataset, backbone, loss, sf = p.parts[-6:-1]
-        seed, fold = sf[1:].split("_f")
-        frames.append(df.assign(experiment=exp, dataset=dataset, backbone=backbone, loss=loss,
-                                seed=int(seed), fold=int(fold)))
+def _load_logs(layout: Layout, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every experiment's training logs, tagged with experiment, dataset, backbone, loss, seed and fold."""
+    frames, cache = [], {}
+    for r in runs.itertuples(index=False):
+        path = layout.run_file(r.run, "train_log.csv")
+        if r.run not in cache:
+            cache[r.run] = pd.read_csv(path) if path.exists() and path.stat().st_size else None
+        if cache[r.run] is not None:
+            frames.append(cache[r.run].assign(experiment=r.experiment, dataset=r.dataset, backbone=r.backbone,
+                                              loss=r.loss, seed=int(r.seed), fold=int(r.fold)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["experiment", "dataset", "backbone", "loss", "seed", "fold", "epoch", "train_loss", "val_loss"])
 
 
-def build_context(inputs: ReportInputs) -> dict[str, Any]:
-    from lfa.config import experiment_datasets, jobs
+def _read_infos(layout: Layout, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    paths = [layout.run_file(run, "train_info.json") for run in runs["run"].drop_duplicates()]
+    return [json.loads(p.read_text()) for p in paths if p.exists()]
+
+
+def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]]:
+    """The Datasets section: each prepared dataset's provenance, counts beside the seed's, and its chart."""
     from lfa.datasets import dataset_summary
-    from lfa.figures_lfa import CONVENTION_NOTE
 
-    config = inputs.config
-    metrics = pd.read_parquet(inputs.metrics)
-    summary = pd.read_parquet(inputs.summary)
-    per_class = pd.read_parquet(inputs.per_class)
-    comparisons = pd.read_parquet(inputs.comparisons)
-    logs = _load_logs(inputs.train_logs)
-    all_losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
-                        key=loss_label)
-    palette = loss_palette(all_losses)
-    diverged = diverged_runs(metrics)
-    tables_dir = Path(inputs.tables_dir or Path(config.get("results_dir", "results")) / "tables")
-
-    expected = {(j.experiment, j.dataset, j.backbone, j.loss) for j in jobs(config)}
-    done = set(map(tuple, summary[["experiment", "dataset", "backbone", "loss"]].drop_duplicates().to_numpy()))
-    missing = sorted(expected - done)
-
-    datasets = []
-    for meta_path in inputs.datasets:
-        meta = dataset_summary(Path(meta_path).parent)
-        meta["scaled_demo"] = meta.get("source") == "digits"  # follows a table's proportions, not its counts
+    out = []
+    for name in datasets:
+        if not layout.prepared_file(name, "meta.json").exists():
+            continue
+        meta = dataset_summary(layout.prepared(name))
+        meta["scaled_demo"] = meta["source"] == "digits"  # follows a table's proportions, not its counts
         if meta["seed_counts"]:
             for row, seed in zip(meta["counts"], meta["seed_counts"], strict=True):
                 row["seed"] = seed
                 row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
         meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
         meta["figure"] = figure_class_distribution(meta)
-        datasets.append(meta)
+        out.append(meta)
+    return out
 
-    lfa_figures = []
+
+def lfa_sections(inputs: ReportInputs) -> list[dict[str, Any]]:
+    """Figure 2 redrawn in each convention, from the curve tables."""
+    out = []
     for conv_path, grad_path in zip(sorted(inputs.curves), sorted(inputs.gradients), strict=True):
         curves, grads = pd.read_parquet(conv_path), pd.read_parquet(grad_path)
         convention = "figure2" if "figure2" in Path(conv_path).name else "trained"
         fig = plot_figure2(curves, grads, convention, palette=loss_palette(sorted(curves["loss"].unique())))
-        lfa_figures.append({"convention": convention, "figure": fig_to_data_uri(fig)})
-    lfa_figures.sort(key=lambda f: f["convention"] != "trained")
+        out.append({"convention": convention, "figure": fig_to_data_uri(fig)})
+    return sorted(out, key=lambda f: f["convention"] != "trained")
 
-    experiments = []
-    for name, exp in config["experiments"].items():
-        layout = exp.get("layout")
-        decimals = TABLES[layout]["decimals"] if layout else 3
-        blocks = experiment_blocks(config, name, summary)
-        losses = sorted(exp["losses"], key=loss_label)
-        rows = table_rows(blocks, losses, decimals, exp.get("paper_table"), diverged)
-        exported = export_table(name, blocks, losses, decimals, tables_dir)
-        pc = per_class[per_class.experiment == name]
-        figures = []
-        datasets_of = experiment_datasets(config, name)
-        if len(datasets_of) == 1:
-            dataset = datasets_of[0]
-            counts = pd.read_csv(Path(config.get("data_dir", "data")) / "prepared" / dataset / "counts.csv")
-            long_tailed = counts["count"].max() > 5 * counts["count"].min()
-            for backbone in exp["backbones"]:
-                sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
-                fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}")
-                if fig:
-                    figures.append({"title": f"Per-class recall, {backbone} (hardest classes under BCE first)",
-                                    "src": fig})
-                fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
-                                                              f"Per-class AUC vs frequency · {dataset}")
-                if fig:
-                    figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
-        if len(datasets_of) > 1:
-            for metric in ("auc", "recall", "f1"):
-                fig = figure_metric_vs_ratio(metrics, name, palette, metric)
-                if fig:
-                    figures.append({"title": f"{METRIC_LABELS[metric]} vs imbalance ratio", "src": fig})
-        exp_logs = logs[logs.experiment == name]
-        if len(datasets_of) > 1:
-            exp_logs = exp_logs[exp_logs.dataset == datasets_of[0]]
-        fig = figure_training_curves(exp_logs, palette,
-                                     f"Training curves · {exp_logs.dataset.iloc[0] if len(exp_logs) else ''}")
-        if fig:
-            figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
-        cmp = comparisons[comparisons.experiment == name]
-        fig = figure_forest(cmp, "auc", "Paired comparison over folds: F-ECE − other loss (AUC)")
-        if fig:
-            figures.append({"title": "Paired comparisons (forest plot)", "src": fig})
-        cmp_rows = [
-            {**r, "loss": loss_label(r["loss"]), "metric": METRIC_LABELS.get(r["metric"], r["metric"])}
-            for r in cmp[cmp.metric.isin(["auc", "recall", "f1"])].to_dict("records")
-        ]
-        per_class_tables = []
-        for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
-            wide = part[part.metric.isin(["auc", "recall", "f1", "threshold"])].copy()
-            wide["cell"] = [format_cell(m, s, 2) for m, s in zip(wide["mean"], wide["std"], strict=True)]
-            wide["col"] = wide["loss"].map(loss_label) + " " + wide["metric"].map(METRIC_LABELS)
-            t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
-            per_class_tables.append({"title": f"{dataset} · {backbone}",
-                                     "html": t.reset_index().to_html(index=False, classes="per-class")})
-        nan_counts = summary[(summary.experiment == name)].groupby("metric")["n_nan"].sum()
-        experiments.append({
-            "name": name, "title": exp.get("title", name), "layout": layout,
-            "paper_table": exp.get("paper_table"),
-            "paper_title": TABLES[exp["paper_table"]]["title"] if exp.get("paper_table") else None,
-            "columns": [METRIC_LABELS[m] for m in METRICS], "rows": rows, "exported": exported,
-            "figures": figures, "comparisons": cmp_rows, "per_class_tables": per_class_tables,
-            "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
-            "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
-        })
 
+@dataclass
+class _Results:
+    """The aggregated tables and what the experiment sections need besides them."""
+
+    metrics: pd.DataFrame
+    summary: pd.DataFrame
+    per_class: pd.DataFrame
+    comparisons: pd.DataFrame
+    runs: pd.DataFrame
+    logs: pd.DataFrame
+    labels: dict[str, str]
+    palette: dict[str, str]
+    layout: Layout
+    tables_dir: Path
+
+
+def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
+    """Per-class recall and AUC (one dataset) or metrics against the ratio (ratio subsets), training curves,
+    and the paired comparisons' forest plot."""
+    from lfa.plan import experiment_datasets
+
+    exp, labels, palette = config["experiments"][name], res.labels, res.palette
+    datasets_of = experiment_datasets(config, name)
+    pc = res.per_class[res.per_class.experiment == name]
+    figures = []
+    if len(datasets_of) == 1:
+        dataset = datasets_of[0]
+        counts = pd.read_csv(res.layout.prepared_file(dataset, "counts.csv"))
+        long_tailed = counts["count"].max() > 5 * counts["count"].min()
+        for backbone in exp["backbones"]:
+            sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
+            fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}", labels)
+            if fig:
+                figures.append({"title": f"Per-class recall, {backbone} (hardest classes under BCE first)",
+                                "src": fig})
+            fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
+                                                          f"Per-class AUC vs frequency · {dataset}", labels)
+            if fig:
+                figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
+    else:
+        for metric in ("auc", "recall", "f1"):
+            fig = figure_metric_vs_ratio(res.metrics, name, palette, metric, labels)
+            if fig:
+                figures.append({"title": f"{METRIC_LABELS[metric]} vs imbalance ratio", "src": fig})
+    exp_logs = res.logs[res.logs.experiment == name]
+    if len(datasets_of) > 1:
+        exp_logs = exp_logs[exp_logs.dataset == datasets_of[0]]
+    fig = figure_training_curves(exp_logs, palette,
+                                 f"Training curves · {exp_logs.dataset.iloc[0] if len(exp_logs) else ''}", labels)
+    if fig:
+        figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
+    cmp = res.comparisons[res.comparisons.experiment == name]
+    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {_label(labels, 'fece')} − other loss (AUC)",
+                        labels)
+    if fig:
+        figures.append({"title": "Paired comparisons (forest plot)", "src": fig})
+    return figures
+
+
+def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
+    out = []
+    pc = res.per_class[res.per_class.experiment == name]
+    for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
+        wide = part[part.metric.isin(["auc", "recall", "f1", "threshold"])].copy()
+        wide["cell"] = [format_cell(m, s, 2) for m, s in zip(wide["mean"], wide["std"], strict=True)]
+        wide["col"] = wide["loss"].map(lambda n: _label(res.labels, n)) + " " + wide["metric"].map(METRIC_LABELS)
+        t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
+        out.append({"title": f"{dataset} · {backbone}",
+                    "html": t.reset_index().to_html(index=False, classes="per-class")})
+    return out
+
+
+def shared_note(res: _Results, name: str) -> str | None:
+    """Which other experiments' runs this experiment's table reads (identical jobs are trained once)."""
+    runs = res.runs[res.runs.experiment == name]
+    shared = runs[runs.trained_by != name]["trained_by"].value_counts()
+    if shared.empty:
+        return None
+    parts = [f"{n} of its {len(runs)} runs with {other}" for other, n in shared.items()]
+    return "Shares " + "; ".join(parts) + " (identical jobs, trained once)."
+
+
+def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict[str, Any]:
+    exp = config["experiments"][name]
+    layout_name = exp.get("layout")
+    decimals = TABLES[layout_name]["decimals"] if layout_name else 3
+    blocks = experiment_blocks(config, name, res.summary)
+    losses = sorted(exp["losses"], key=lambda n: _label(res.labels, n))
+    cmp = res.comparisons[res.comparisons.experiment == name]
+    nan_counts = res.summary[(res.summary.experiment == name)].groupby("metric")["n_nan"].sum()
+    return {
+        "name": name, "title": exp.get("title", name), "layout": layout_name, "paper_table": exp.get("paper_table"),
+        "paper_title": TABLES[exp["paper_table"]]["title"] if exp.get("paper_table") else None,
+        "columns": [METRIC_LABELS[m] for m in METRICS],
+        "rows": table_rows(blocks, losses, decimals, exp.get("paper_table"), diverged_runs(res.metrics), res.labels),
+        "exported": export_table(name, blocks, losses, decimals, res.tables_dir, res.labels),
+        "figures": experiment_figures(res, config, name, losses),
+        "comparisons": [{**r, "loss": _label(res.labels, r["loss"]),
+                         "metric": METRIC_LABELS.get(r["metric"], r["metric"])}
+                        for r in cmp[cmp.metric.isin(["auc", "recall", "f1"])].to_dict("records")],
+        "per_class_tables": per_class_tables(res, name),
+        "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
+        "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
+        "shared": shared_note(res, name),
+    }
+
+
+def build_context(inputs: ReportInputs) -> dict[str, Any]:
+    from lfa.figures_lfa import CONVENTION_NOTE
+    from lfa.plan import plan
+
+    config = inputs.config
+    layout = Layout.from_config(config)
+    runs = pd.read_parquet(inputs.runs)
+    labels = loss_labels(inputs.curves)
+    res = _Results(
+        metrics=pd.read_parquet(inputs.metrics), summary=pd.read_parquet(inputs.summary),
+        per_class=pd.read_parquet(inputs.per_class), comparisons=pd.read_parquet(inputs.comparisons), runs=runs,
+        logs=_load_logs(layout, runs), labels=labels,
+        palette=loss_palette(sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
+                                    key=lambda n: _label(labels, n))),
+        layout=layout, tables_dir=Path(inputs.tables_dir or layout.tables))
+    the_plan = plan(config)
+    expected = {(e, j.dataset, j.backbone, j.loss) for e, jobs in the_plan.experiments.items() for j in jobs}
+    done = set(map(tuple, res.summary[["experiment", "dataset", "backbone", "loss"]].drop_duplicates().to_numpy()))
     return {
         "title": "lfa-repro report",
-        "prov": provenance(inputs),
-        "missing": [" · ".join(m) for m in missing],
-        "datasets": datasets,
-        "lfa_figures": lfa_figures,
+        "prov": provenance(inputs, _read_infos(layout, runs)),
+        "missing": [" · ".join(m) for m in sorted(expected - done)],
+        "datasets": dataset_sections(layout, sorted({j.dataset for j in the_plan.jobs})),
+        "lfa_figures": lfa_sections(inputs),
         "convention_note": CONVENTION_NOTE,
-        "experiments": experiments,
+        "experiments": [experiment_section(res, config, name) for name in config["experiments"]],
         "metric_labels": METRIC_LABELS,
     }
 

@@ -1,9 +1,9 @@
-"""Snakemake adapter: LFA and gradient curves of the configured losses (lfa.lfa.compute_curves)."""
+"""Snakemake adapter: LFA and gradient curves of the configured losses (lfa.curves.compute_curves)."""
 
 import numpy as np
 
-from lfa.aggregate import write_parquet
-from lfa.lfa import compute_curves
+from lfa.curves import compute_curves
+from lfa.io import write_parquet
 from lfa.logs import logged
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

@@ -20,57 +20,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lfa.sources.base import FileList, RawData, RawDataInvalid, RawDataMissing, Source
-from lfa.sources.cadcap import CadCapSource
-from lfa.sources.celeba import CelebASource
-from lfa.sources.cifar import Cifar10Source
-from lfa.sources.digits import DigitsSource
-from lfa.sources.idc import IdcSource
-from lfa.sources.imagenet import ImageNetSource
+from lfa.sources import cadcap, celeba, cifar, digits, idc, imagenet  # noqa: F401  (each registers its source)
+from lfa.sources.base import (
+    FileList,
+    RawData,
+    RawDataInvalid,
+    RawDataMissing,
+    Source,
+    get_source,
+    register_source,
+    source_names,
+)
 
-__all__ = ["REGISTRY", "FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", "check_specs",
-           "default_root", "ensure_raw", "get_source", "raw_roots"]
-
-#: Every raw-data source by name.
-REGISTRY: dict[str, Source] = {
-    s.name: s for s in (DigitsSource(), Cifar10Source(), ImageNetSource(), IdcSource(), CadCapSource(),
-                        CelebASource())
-}
+__all__ = ["FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", "check_specs", "ensure_raw",
+           "get_source", "register_source", "source_names"]
 
 
-def get_source(name: str) -> Source:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset source {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
-
-
-def default_root(source: str, data_dir: str | Path = "data") -> Path:
-    return Path(data_dir) / "raw" / source
-
-
-def raw_roots(config: dict[str, Any]) -> dict[str, str]:
-    """The raw-data folder of every source the config uses: ``datasets.<name>.root`` or the default."""
-    data_dir = config.get("data_dir", "data")
-    roots: dict[str, str] = {}
-    for ds in config["datasets"].values():
-        source = ds["source"]
-        root = ds.get("root") or str(default_root(source, data_dir))
-        roots.setdefault(source, root)
-    return roots
-
-
-def check_specs(config: dict[str, Any], source: str) -> list[dict[str, Any]]:
+def check_specs(config: dict[str, Any], source: str, downloads: str | Path) -> list[dict[str, Any]]:
     """What the check of ``source`` needs from each dataset using it (and nothing else, so that editing a
-    subset does not re-run the check): the checksums flag, split lists and a class-count CSV."""
+    subset does not re-run the check): the checksums flag, split lists and a class-count CSV (fetched into
+    ``downloads`` when it is a URL)."""
     out = []
     for ds in config["datasets"].values():
         if ds["source"] != source:
             continue
-        spec: dict[str, Any] = {"checksums": ds.get("checksums", True), "data_dir": config.get("data_dir", "data")}
+        spec: dict[str, Any] = {"checksums": ds["checksums"], "downloads": str(downloads)}
         if ds.get("split_lists"):
             spec["split_lists"] = dict(ds["split_lists"])
-        subset = ds.get("subset", {})
+        subset = ds["subset"]
         if subset.get("counts_csv"):
             spec["subset"] = {k: subset[k] for k in ("counts_csv", "counts_csv_md5") if k in subset}
         if spec not in out:
@@ -106,9 +83,10 @@ def _log(path: str | Path | None, line: str) -> None:
 def _ensure_raw(source: str, root: Path, specs: list[dict[str, Any]], marker: str | Path | None,
                 download: bool) -> dict[str, Any]:
     from lfa.download import write_marker
+    from lfa.sources.counts import counts_csv_path
 
     src = get_source(source)
-    strict = any(s.get("checksums", True) for s in specs) if specs else True
+    strict = any(s["checksums"] for s in specs) if specs else True
     downloaded = False
     if src.needs_raw and not src.present(root):
         if src.manual or not download:
@@ -117,11 +95,9 @@ def _ensure_raw(source: str, root: Path, specs: list[dict[str, Any]], marker: st
         src.download(root, specs)
         downloaded = True
     summary = src.check(root, specs, strict)
-    from lfa.datasets import counts_csv_path  # a class-count CSV given by URL is fetched here, early
-
-    for spec in specs:
+    for spec in specs:  # a class-count CSV given by URL is fetched here, early
         if spec.get("subset", {}).get("counts_csv"):
-            counts_csv_path(spec)
+            counts_csv_path(spec["subset"], spec["downloads"])
     info = {"source": source, "title": src.title, "root": str(root), "downloaded": downloaded,
             "strict": strict, **summary}
     if marker is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lfa.registry import Registry, origin_of
+
 #: Extensions taken as images when a folder is listed (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -155,3 +157,23 @@ def list_dirs(folder: Path) -> list[str]:
 
 def one_hot(target: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.int8)[np.asarray(target, dtype=np.int64)]
+
+
+_SOURCES: Registry[Source] = Registry("dataset source")
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    """Class decorator adding (an instance of) a :class:`Source` subclass to the registry under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Source)):
+        raise TypeError(f"register_source expects a subclass of lfa.sources.Source, got {cls!r}")
+    _SOURCES.register(cls.name, cls(), cls.title, origin_of(cls))
+    return cls
+
+
+def source_names() -> list[str]:
+    return _SOURCES.names()
+
+
+def get_source(name: str) -> Source:
+    """The registered source ``name`` (an instance: its check, download and loader)."""
+    return _SOURCES.get(name)

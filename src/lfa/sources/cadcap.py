@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import IMAGE_EXTENSIONS, FileList, RawDataMissing, Source, list_dirs, one_hot
+from lfa.sources.base import IMAGE_EXTENSIONS, FileList, RawDataMissing, Source, list_dirs, one_hot, register_source
 
 CLASS_NAMES = ["Inflammatory", "Vascular Lesions", "Healthy Control"]
 
@@ -27,6 +27,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", name).strip().lower()
 
 
+@register_source
 class CadCapSource(Source):
     name = "cadcap"
     title = "CAD-CAP"

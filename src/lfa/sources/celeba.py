@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images
+from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images, register_source
 
 PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 IMAGES = "img_align_celeba"
@@ -68,6 +68,7 @@ def parse_partition(path: Path) -> dict[str, str]:
     return out
 
 
+@register_source
 class CelebASource(Source):
     name = "celeba"
     title = "CelebA"

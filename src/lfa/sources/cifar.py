@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import RawData, RawDataInvalid, RawDataMissing, Source, one_hot
+from lfa.sources.base import RawData, RawDataInvalid, RawDataMissing, Source, one_hot, register_source
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -84,6 +84,7 @@ def load_batch(path: Path) -> dict[str, Any]:
     return {_text(k): v for k, v in obj.items()}
 
 
+@register_source
 class Cifar10Source(Source):
     name = "cifar10"
     title = "CIFAR-10"

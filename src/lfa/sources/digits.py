@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import RawData, Source
+from lfa.sources.base import RawData, Source, register_source
 
 
 def load_digits_raw(root: str | Path | None = None) -> RawData:
@@ -21,6 +21,7 @@ def load_digits_raw(root: str | Path | None = None) -> RawData:
     return RawData(images, labels, [str(d) for d in range(10)], [f"digits-{i:04d}" for i in range(len(target))])
 
 
+@register_source
 class DigitsSource(Source):
     name = "digits"
     title = "scikit-learn digits"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images, one_hot
+from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images, one_hot, register_source
 
 SLUG = "paultimothymooney/breast-histopathology-images"
 PAGE = f"https://www.kaggle.com/datasets/{SLUG}"
@@ -34,6 +34,7 @@ def _patients(folder: Path) -> list[str]:
         return sorted(e.name for e in it if e.name.isdigit() and e.is_dir())
 
 
+@register_source
 class IdcSource(Source):
     name = "idc"
     title = "Breast Histopathology (IDC)"

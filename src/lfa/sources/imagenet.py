@@ -17,12 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_dirs, list_images, one_hot
+from lfa.sources.base import (
+    FileList,
+    RawDataInvalid,
+    RawDataMissing,
+    Source,
+    list_dirs,
+    list_images,
+    one_hot,
+    register_source,
+)
 
 N_CLASSES = 1000
 PUBLISHED_IMAGES = {"train": 1_281_167, "val": 50_000}
 
 
+@register_source
 class ImageNetSource(Source):
     name = "imagenet"
     title = "ImageNet (ILSVRC-2012)"

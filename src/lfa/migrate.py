@@ -1,0 +1,161 @@
+"""Results written before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>/``), moved
+into today's layout (``runs/<job.path>/``, :mod:`lfa.plan`) without retraining anything.
+
+A finished run moves when its ``train_info.json`` shows the settings and loss hyper-parameters of a job of
+the config; a copy that an earlier version linked into a second experiment's folder is dropped once the run
+it copies has moved. An unfinished run's resume state moves when its fingerprint is the one the earlier
+version computed for that job, and is re-stamped with today's. Anything else stays where it is and is
+listed. Each run's ``metrics.parquet`` is left behind (its columns changed): the workflow evaluates again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfa.plan import RUN_OUTPUTS, RUNTIME_KEYS, Job, Layout, plan
+
+
+@dataclass
+class Migration:
+    moved: list[tuple[Path, Path]] = field(default_factory=list)  # finished runs
+    states: list[tuple[Path, Path]] = field(default_factory=list)  # resume states of unfinished runs
+    duplicates: list[Path] = field(default_factory=list)  # copies of a run another experiment trained
+    left: list[Path] = field(default_factory=list)  # legacy runs that match no job of the config
+
+    @property
+    def movable(self) -> int:
+        return len(self.moved) + len(self.states)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.moved)} finished run(s) moved, {len(self.states)} resume state(s) moved, "
+                 f"{len(self.duplicates)} copied run(s) dropped"]
+        if self.left:
+            lines.append(f"{len(self.left)} run folder(s) of the old layout match no job of this config and were "
+                         f"left in place, e.g. {self.left[0]}: delete them once you no longer need them")
+        return "\n".join(lines)
+
+
+def _legacy_fingerprint(name: str, job: Job, config_loss_params: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The resume fingerprint the layout before job keys gave this job in experiment ``name``."""
+    old = {"experiment": name, "dataset": job.dataset, "backbone": job.backbone, "loss": job.loss,
+           "seed": job.seed, "fold": job.fold, "settings": dict(job.settings), "loss_params": config_loss_params}
+    blob = json.dumps({"job": old, "classes": meta["class_names"], "n_samples": meta["n_samples"]},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _same_job(info: dict[str, Any], job: Job) -> bool:
+    old = info.get("job", {})
+    settings = {k: v for k, v in old.get("settings", {}).items() if k not in RUNTIME_KEYS}
+    params = {**job.loss_params, **{k: float(v) for k, v in old.get("loss_params", {}).items()}}
+    return json.dumps(settings, sort_keys=True, default=str) == json.dumps(dict(job.settings), sort_keys=True,
+                                                                           default=str) \
+        and params == dict(job.loss_params)
+
+
+def migrate(config: dict[str, Any], dry_run: bool = False) -> Migration:
+    """Move the legacy runs and states of ``config``'s jobs into today's layout; returns what was done."""
+    layout, out = Layout.from_config(config), Migration()
+    legacy = set(layout.legacy_runs())
+    if not legacy:
+        return out
+    for name, jobs in plan(config).experiments.items():
+        for job in jobs:
+            old = layout.results / "runs" / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+            if old in legacy:
+                legacy.discard(old)
+                _move_run(layout, job, old, out, dry_run)
+            _move_state(layout, config, name, job, out, dry_run)
+    out.left = sorted(legacy)
+    if not dry_run:
+        _remove_empty(layout.results / "runs")
+        _remove_empty(layout.results / "state")
+    return out
+
+
+def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool) -> None:
+    info_path = old / "train_info.json"
+    if not all((old / n).exists() for n in RUN_OUTPUTS) or not _same_job(json.loads(info_path.read_text()), job):
+        out.left.append(old)
+        return
+    info = json.loads(info_path.read_text())
+    new = layout.run(job)
+    if all((new / n).exists() for n in RUN_OUTPUTS):  # moved already from the experiment that trained it
+        out.duplicates.append(old)
+        if not dry_run:
+            shutil.rmtree(old)
+        return
+    out.moved.append((old, new))
+    if dry_run:
+        return
+    new.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(old, new)
+    (new / "metrics.parquet").unlink(missing_ok=True)
+    if "shared_from" in info:  # the only copy left of a run an earlier version linked here
+        info["wall_seconds"] = info.pop("original_wall_seconds", info["wall_seconds"])
+        del info["shared_from"]
+    info.update(job=job.to_dict(), key=job.key, migrated_from=str(old))
+    tmp = new / ".train_info.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    os.replace(tmp, new / "train_info.json")
+
+
+def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out: Migration, dry_run: bool) -> None:
+    old = layout.results / "state" / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+    new = layout.state(job)
+    meta_path = layout.prepared_file(job.dataset, "meta.json")
+    if not (old / "last.pt").exists() or new.exists() or not meta_path.exists():
+        return
+    import torch
+
+    from lfa.checkpoints import fingerprint
+    from lfa.io import atomic_torch_save
+
+    meta = json.loads(meta_path.read_text())
+    expected = _legacy_fingerprint(name, job, dict(config["loss_params"].get(job.loss, {})), meta)
+    files = [old / n for n in ("last.pt", "best.pt") if (old / n).exists()]
+    states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    if any(s.get("fingerprint") != expected for s in states):
+        return
+    out.states.append((old, new))
+    if dry_run:
+        return
+    new.mkdir(parents=True, exist_ok=True)
+    for f, state in zip(files, states, strict=True):
+        atomic_torch_save({**state, "fingerprint": fingerprint(job, meta)}, new / f.name)
+    shutil.rmtree(old)
+
+
+def _remove_empty(root: Path) -> None:
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def check_results_layout(config: dict[str, Any]) -> None:
+    """Stop before any job if ``results_dir`` holds runs of the layout before job keys that this config uses.
+
+    Those results are expensive: they are moved (``lfa migrate``), never silently trained again.
+    """
+    from lfa.config import ConfigError
+
+    found = migrate(config, dry_run=True)
+    if found.movable:
+        raise ConfigError(
+            f"{config['results_dir']}/runs holds {len(found.moved)} finished run(s) and {len(found.states)} resume "
+            "state(s) in the layout before job keys (runs/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>). "
+            f"Move them into today's layout, without retraining: lfa migrate --configfile <this config> "
+            "(add --dry-run to see what moves); or delete them to train afresh.")
+    if found.left:
+        import sys
+
+        print(f"note: {len(found.left)} run folder(s) of an older results layout under {config['results_dir']}/runs "
+              f"match no job of this config and are ignored (e.g. {found.left[0]})", file=sys.stderr)
