@@ -7,6 +7,7 @@ rule evaluate:
         predictions=rules.train.output.predictions,
         info=rules.train.output.train_info,
         meta=lambda w: str(LAYOUT.prepared_file(job(w).dataset, "meta.json")),
+        index=lambda w: str(LAYOUT.prepared_file(job(w).dataset, "index.parquet")),
     output:
         metrics=str(LAYOUT.run_file("{run}", "metrics.parquet")),
     log:

@@ -64,6 +64,14 @@ def test_experiment_train_overrides_are_merged_and_checked():
         (lambda c: c.update(loss_params={"focal": {"gama": 2}}),
          r"loss_params\.focal: unknown hyper-parameter"),
         (lambda c: c.update(folds=[0, 1, 7]), r"fold 7 does not exist"),
+        (lambda c: c["train"].update(init="http://host/w.pth"), r"train\.init: http://host/w\.pth: only https://"),
+        (lambda c: c["train"].update(init="file:///w.pth"), r"train\.init: .*not file://"),
+        (lambda c: c["experiments"]["tiny_lt"].update(train={"init": "ftp://h/w"}),
+         r"experiments\.tiny_lt\.train\.init: ftp://h/w: only https://"),
+        (lambda c: c["train"].update(init="https://h/w.pth#md5=1"), r"must be sha256=<64 hex digits>"),
+        (lambda c: c["experiments"].update({"..": c["experiments"]["tiny_lt"]}), r"experiments\.\.\.: names may"),
+        (lambda c: c["experiments"].update({"x{y}": c["experiments"]["tiny_lt"]}), r"experiments\.x\{y\}: names"),
+        (lambda c: c["datasets"].update({"a/b": c["datasets"]["digits_lt"]}), r"datasets\.a/b: names may hold"),
     ],
 )
 def test_bad_configs_are_rejected_naming_the_key(edit, message):
@@ -71,6 +79,14 @@ def test_bad_configs_are_rejected_naming_the_key(edit, message):
     edit(config)
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_job(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    config = {**tiny_config(), "results_dir": str(tmp_path / "a_file" / "results")}
+    with pytest.raises(ConfigError, match=r"results_dir: .*a_file/results is not writable \(.*a_file is not a folder"):
+        validate_config(config)
+    validate_config({**tiny_config(), "logs_dir": str(tmp_path / "new" / "logs")})  # creatable: fine
 
 
 def test_config_hash_is_stable_and_sensitive():

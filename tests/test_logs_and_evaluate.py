@@ -87,3 +87,38 @@ def test_aggregate_writes_the_four_files_with_metadata(tmp_path):
     assert auc["mean"] == pytest.approx(values.mean()) and auc["std"] == pytest.approx(values.std(ddof=0))
     meta = read_parquet_metadata(paths["summary"])
     assert meta["lfa.config_hash"] == "abc" and "lfa.version" in meta
+
+
+def _meta(n_classes=3, data_hash="abc", n_splits=5):
+    return {"name": "d", "class_names": [f"c{k}" for k in range(n_classes)], "data_hash": data_hash,
+            "n_splits": n_splits}
+
+
+def _stamp(path, data_hash):
+    from lfa.io import write_parquet
+
+    write_parquet(pd.read_parquet(path), path, {"lfa.data_hash": data_hash})
+
+
+def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
+    from lfa.evaluate import PredictionsMismatch, check_predictions
+
+    path = _predictions(tmp_path)
+    _stamp(path, "abc")
+    df = pd.read_parquet(path)
+    index = pd.DataFrame({"id": df["id"], "fold": np.where(df["split"] == "test", 1, 2)})
+    check_predictions(path, _meta(), index, fold=1)  # test fold 1, validation fold 2: as trained
+    with pytest.raises(PredictionsMismatch, match=r"lfa.data_hash abc differs from the prepared dataset's "
+                                                  r"data_hash xyz .*train the job again"):
+        check_predictions(path, _meta(data_hash="xyz"))
+    with pytest.raises(PredictionsMismatch, match=r"scores for 3 classes .*the prepared dataset d has 4"):
+        check_predictions(path, _meta(n_classes=4))
+    with pytest.raises(PredictionsMismatch, match=r"the val ids are not fold 3 of the prepared dataset d "
+                                                  r"\(200 foreign, 0 missing\)"):
+        check_predictions(path, _meta(), index, fold=2)  # the fold rotation of another job
+    df[df.split == "val"].drop(columns=["label_2", "score_2"]).to_parquet(path)
+    with pytest.raises(PredictionsMismatch, match="scores for 2 classes"):
+        check_predictions(path, _meta())
+    df[df.split == "val"].to_parquet(path)
+    with pytest.raises(PredictionsMismatch, match=r"no rows with split == 'test'"):
+        check_predictions(path, _meta())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_snakemake, tiny_config
+from helpers import REPO, run_snakemake, tiny_config
 
 from lfa.config import validate_config
 from lfa.migrate import _legacy_fingerprint
@@ -44,6 +44,10 @@ def _to_legacy(work: Path) -> tuple[int, Path]:
                 ckpt = torch.load(f, weights_only=True)
                 torch.save({**ckpt, "fingerprint": _legacy_fingerprint(name, job, {}, meta)}, f)
             n += 1
+    for meta_path in (work / "data/prepared").glob("*/meta.json"):  # prepared before content hashes
+        meta = json.loads(meta_path.read_text())
+        del meta["data_hash"]
+        meta_path.write_text(json.dumps(meta))
     unfinished = work / "results/runs" / tail
     shutil.rmtree(unfinished)  # the last job: only its resume state is left, as after a kill
     for stale in ("runs", "state"):
@@ -67,16 +71,18 @@ def test_an_old_results_layout_is_moved_not_retrained(tiny_run, tmp_path):
                          text=True, timeout=300)
     assert dry.returncode == 0 and f"{n - 1} finished run(s) moved" in dry.stdout
     assert (work / "results/runs/tiny_lt").is_dir()  # a dry run moves nothing
-    done = subprocess.run([LFA, "migrate", "--configfile", "config.yaml"], cwd=work, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([LFA, "migrate", "--configfile", "config.yaml", "--snakefile", str(REPO / "Snakefile")],
+                          cwd=work, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"{n - 1} finished run(s) moved, {n} resume state(s) moved" in done.stdout
+    assert "3 prepared dataset(s) given their content hash" in done.stdout
+    assert json.loads((work / "data/prepared/digits_lt/meta.json").read_text())["data_hash"]
     assert not (work / "results/runs/tiny_lt").exists() and not (work / "results/state/tiny_lt").exists()
 
     proc = run_snakemake(work, "-n", "--quiet", "rules", configfile=work / "config.yaml")
     counts = {p[0]: int(p[1]) for p in (line.split() for line in proc.stdout.splitlines())
               if len(p) == 2 and p[1].isdigit()}
-    assert counts["train"] == 1  # only the unfinished run; it resumes from its moved state
+    assert counts["train"] == 1 and "prepare_digits" not in counts  # only the unfinished run trains: it resumes
     assert counts["evaluate"] == n  # the metrics files' columns changed: evaluated again, cheaply
     run_snakemake(work, configfile=work / "config.yaml")
     job = plan(validate_config(tiny_config())).jobs[-1]

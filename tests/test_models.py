@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from lfa import checkpoints
-from lfa.checkpoints import CheckpointMismatch, fetch_init, init_cache_path, load_init
+from lfa.checkpoints import CheckpointMismatch, UnreadableCheckpoint, fetch_init, init_cache_path, load_init
 from lfa.models import backbone_names, build_model, get_backbone, input_size
 from lfa.paper import TABLES
 
@@ -193,3 +193,15 @@ def test_init_https_url_is_downloaded_once_and_checked(tmp_path, monkeypatch):
     with pytest.raises(CheckpointMismatch, match="sha256"):
         fetch_init("https://weights.example.org/other.pth#sha256=" + "0" * 64)
     assert not list((tmp_path / "cache" / "init").glob("*other*"))
+    # The cache is keyed by the pin, and the pin is checked on every use, not only on download.
+    repinned = url.split("#")[0] + "#sha256=" + "1" * 64
+    assert init_cache_path(repinned) != path
+    path.write_bytes(blob[:-10] + b"0123456789")  # the cached file changed on disk
+    with pytest.raises(CheckpointMismatch, match=rf"the cached {path} has sha256 .*: delete it"):
+        fetch_init(url)
+    path.write_bytes(blob[: len(blob) // 2])  # truncated, with a pin that no longer holds: also refused
+    unpinned = url.split("#")[0]
+    init_cache_path(unpinned).parent.mkdir(parents=True, exist_ok=True)
+    init_cache_path(unpinned).write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(UnreadableCheckpoint, match=rf"train.init: {init_cache_path(unpinned)}: unreadable .*delete"):
+        load_init(build_model("small_cnn", 2, 1), unpinned)

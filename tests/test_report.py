@@ -54,6 +54,7 @@ CONFIG = {  # as validated: every key the plan reads is there
 }
 N_CLASSES = {"imagenet_lt": 6, "cadcap": 3, "idc": 2, "cifar10": 10}
 MISSING = {("table3", "pgcon"), ("table4", "botnet", "focal")}  # not run
+INCOMPLETE = ("cifar10", "resnet50", "ece", 2)  # one fold of this cell did not finish
 METRICS = ["auc", "threshold", "accuracy", "precision", "recall", "f0_5", "f0", "f1"]
 
 
@@ -64,6 +65,8 @@ def _synthetic_metrics(config: dict) -> dict[str, list[Path]]:
     for name, jobs in plan(config).experiments.items():
         for job in jobs:
             if (name, job.backbone) in MISSING or (name, job.backbone, job.loss) in MISSING:
+                continue
+            if (name, job.backbone, job.loss, job.fold) == INCOMPLETE:
                 continue
             base, k = split_prepared_name(job.dataset)
             table = paper_table(name)
@@ -182,6 +185,36 @@ def test_paper_values_deltas_and_not_run_cells(rendered):
     focal = table4[botnet_at + 5]
     assert focal[0][0] == "Focal" and focal[1][0].startswith("not run")
     assert "Incomplete:" in html and "table3 · cadcap · pgcon" in html
+
+
+def test_a_cell_with_fewer_runs_than_asked_for_is_marked_everywhere(rendered):
+    tmp, html = rendered
+    parser = _Tables()
+    parser.feed(html)
+    ece = next(row for row in parser.tables[4] if row[0][0] == "ECE")
+    assert all("only 2 of 3 runs" in cell[0] for cell in ece[1:])
+    fece = next(row for row in parser.tables[4] if row[0][0] == "F-ECE")
+    assert not any("runs" in cell[0] for cell in fece[1:])
+    assert "1 cell(s) rest on fewer runs than the config asks" in html
+    assert "cifar10 · cifar10 · resnet50 · ece (2 of 3 runs)" in html
+    csv = pd.read_csv(tmp / "results/tables/cifar10.csv").set_index("loss")
+    assert csv.loc["ECE", "incomplete"] == "2 of 3 runs" and pd.isna(csv.loc["F-ECE", "incomplete"])
+    assert "ECE (2 of 3 runs) &" in (tmp / "results/tables/cifar10.tex").read_text()
+
+
+def test_results_of_another_config_are_refused(rendered):
+    from lfa.report import MixedResults
+
+    tmp, _ = rendered
+    results = tmp / "results"
+    inputs = ReportInputs(metrics=results / "metrics.parquet", summary=results / "summary.parquet",
+                          per_class=results / "per_class.parquet", comparisons=results / "comparisons.parquet",
+                          runs=results / "runs.parquet", curves=[], gradients=[], config=CONFIG,
+                          config_hash="0123456789abcdef", config_files=["mine.yaml"])
+    with pytest.raises(MixedResults, match=r"metrics\.parquet was aggregated under config hash synthetic, and this "
+                                           r"report is for config hash 0123456789abcdef \(mine\.yaml\): run snakemake"):
+        render_report(inputs, tmp / "other.html")
+    assert not (tmp / "other.html").exists()
 
 
 def test_bold_marks_the_maximum_of_each_column_per_block(rendered):

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +127,39 @@ def test_state_of_another_run_is_not_loaded(workdir, tmp_path):
     assert load_state(tmp_path / "state/last.pt", fingerprint(other, meta)) is None
     train(other, workdir / "data/prepared/digits_lt", tmp_path / "out2", tmp_path / "state", progress=False)
     assert len(pd.read_csv(tmp_path / "out2/train_log.csv")) == 2
+
+
+def test_a_state_made_from_other_data_is_not_resumed(workdir, tmp_path, capfd):
+    """A new fold assignment (split_seed) or other pixels: the finished state is not taken for this run."""
+    prepared = tmp_path / "digits_lt"
+    shutil.copytree(workdir / "data/prepared/digits_lt", prepared)
+    job = _job(workdir, loss="bce", epochs=2)
+    train(job, prepared, tmp_path / "a", tmp_path / "state", progress=False)
+    config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()))
+    prepare("digits_lt", prepared_datasets(config)["digits_lt"], "", prepared, 5, 1, tmp_path)  # new folds
+    capfd.readouterr()
+    info = train(job, prepared, tmp_path / "b", tmp_path / "state", progress=False)
+    err = capfd.readouterr().err
+    assert "it was trained on other data (the prepared dataset changed: content hash" in err and "afresh" in err
+    assert "resuming" not in err and info["samples_seen"] > 0 and len(pd.read_csv(tmp_path / "b/train_log.csv")) == 2
+    assert info["data_hash"] == json.loads((prepared / "meta.json").read_text())["data_hash"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_state_is_set_aside_and_training_starts_afresh(workdir, tmp_path, capfd, damage):
+    job = _job(workdir, loss="bce", epochs=1)
+    prepared = workdir / "data/prepared/digits_lt"
+    train(job, prepared, tmp_path / "a", tmp_path / "state", progress=False)
+    last = tmp_path / "state/last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2] if damage == "truncated" else b"")
+    capfd.readouterr()
+    info = train(job, prepared, tmp_path / "b", tmp_path / "state", progress=False)
+    err = capfd.readouterr().err
+    assert f"set aside an unreadable resume state ({last}: unreadable" in err and "starting afresh" in err
+    assert len(list((tmp_path / "state").glob("last.pt.unreadable-*"))) == 1
+    assert info["samples_seen"] > 0 and last.exists()  # trained again, and a new state written
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
+                                  pd.read_parquet(tmp_path / "b/predictions.parquet"))
 
 
 def test_model_checkpoint_refuses_foreign_files(tmp_path):

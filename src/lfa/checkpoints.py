@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,15 +26,33 @@ class CheckpointMismatch(RuntimeError):
 
 
 def _load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=True)
+    """``torch.load(weights_only=True)``; a file torch cannot read raises :class:`UnreadableCheckpoint` naming it
+    (refusing code inside a checkpoint, a ``pickle.UnpicklingError``, is not turned into that)."""
+    import pickle
+    import zipfile
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableCheckpoint(f"{path}: unreadable ({detail})") from err
 
 
 def fingerprint(job: Any, meta: dict[str, Any]) -> str:
     """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.plan.Job`) and the prepared
-    data's classes and size."""
-    blob = json.dumps({"key": job.key, "classes": meta["class_names"], "n_samples": meta["n_samples"]},
-                      sort_keys=True)
+    data it trains on (its content hash: pixels, ids, labels and folds; classes and size for data prepared
+    before content hashes)."""
+    data = meta.get("data_hash") or {"classes": meta["class_names"], "n_samples": meta["n_samples"]}
+    blob = json.dumps({"key": job.key, "data": data}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class UnreadableCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, empty, not a torch file); the message names it."""
 
 
 @dataclass
@@ -57,11 +76,12 @@ class TrainingState:
     """
 
     def __init__(self, state_dir: str | Path, fingerprint: str, model: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+                 optimizer: torch.optim.Optimizer, scheduler: Any, provenance: dict[str, str] | None = None) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.last, self.best = self.dir / "last.pt", self.dir / "best.pt"
         self.fingerprint = fingerprint
+        self.provenance = dict(provenance or {})  # job_key, data_hash: what a mismatch is explained by
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
 
     def save(self, p: Progress) -> None:
@@ -69,11 +89,12 @@ class TrainingState:
             "fingerprint": self.fingerprint, "epoch": p.epoch, "step": p.step, "partial_loss": p.partial_loss,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": json.dumps(p.history), "best_val": p.best_val,
-            "rng": p.rng or {},
+            "rng": p.rng or {}, **self.provenance,
         }, self.last)
 
     def save_best(self) -> None:
-        atomic_torch_save({"fingerprint": self.fingerprint, "model": self.model.state_dict()}, self.best)
+        atomic_torch_save({"fingerprint": self.fingerprint, "model": self.model.state_dict(), **self.provenance},
+                          self.best)
 
     def resume(self, device: torch.device | str) -> tuple[Progress, str]:
         """Load ``last.pt`` into the model, optimizer and scheduler if it belongs to this run.
@@ -82,9 +103,17 @@ class TrainingState:
         """
         if not self.last.exists():
             return Progress(), ""
-        state = load_state(self.last, self.fingerprint, device)
-        if state is None:
-            return Progress(), f"ignoring {self.last}: it belongs to another configuration; starting afresh"
+        try:
+            state = _load(self.last, device)
+            if self.best.exists():
+                _load(self.best, "cpu")
+        except UnreadableCheckpoint as err:
+            return Progress(), self.set_aside(str(err))
+        if state.get("fingerprint") != self.fingerprint:
+            why = self._mismatch(state)
+            self.last.unlink()
+            self.best.unlink(missing_ok=True)
+            return Progress(), f"ignoring {self.last}: {why}; starting afresh"
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -92,6 +121,26 @@ class TrainingState:
         p = Progress(int(state["epoch"]), step, float(state["partial_loss"]), json.loads(state["history"]),
                      float(state["best_val"]), (state.get("rng") or None) if step else None)
         return p, f"resuming from epoch {p.epoch}" + (f" step {p.step}" if p.step else "")
+
+    def _mismatch(self, state: dict[str, Any]) -> str:
+        old = {k: state.get(k) for k in self.provenance}
+        if old.get("data_hash") and old["data_hash"] != self.provenance.get("data_hash"):
+            return (f"it was trained on other data (the prepared dataset changed: content hash {old['data_hash']}, "
+                    f"now {self.provenance['data_hash']})")
+        if old.get("job_key") and old["job_key"] != self.provenance.get("job_key"):
+            return f"it belongs to another job (job key {old['job_key']}, now {self.provenance['job_key']})"
+        return "it belongs to another configuration or other data"
+
+    def set_aside(self, reason: str) -> str:
+        """Rename an unreadable state out of the way (``last.pt.unreadable-<time>``); returns the log line."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        moved = []
+        for path in (self.last, self.best):
+            if path.exists():
+                target = path.with_name(f"{path.name}.unreadable-{stamp}")
+                os.replace(path, target)
+                moved.append(target.name)
+        return f"set aside an unreadable resume state ({reason}) as {', '.join(moved)}; starting afresh"
 
     def load_best(self, device: torch.device | str) -> bool:
         """Load the best weights into the model (if this run wrote any); returns whether it did."""
@@ -130,19 +179,29 @@ INIT_PREFIXES = ("module.", "encoder_q.", "encoder.", "backbone.", "model.", "ne
 
 
 def init_cache_path(url: str) -> Path:
-    """Where the checkpoint at ``url`` is cached: ``$LFA_CACHE_DIR`` (default ``~/.cache/lfa``)/init/."""
+    """Where the checkpoint at ``url`` is cached: ``$LFA_CACHE_DIR`` (default ``~/.cache/lfa``)/init/, keyed by
+    the whole URL, its ``#sha256=`` pin included (a new pin is a new cache entry)."""
     root = Path(os.environ.get("LFA_CACHE_DIR") or Path.home() / ".cache" / "lfa")
     base = urllib.parse.urlsplit(url)
     name = Path(base.path).name or "checkpoint.pt"
-    digest = hashlib.sha256(url.split("#")[0].encode()).hexdigest()[:12]
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
     return root / "init" / f"{digest}-{name}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fetch_init(source: str | Path) -> Path:
     """A local path for ``train.init``: the path itself, or an HTTPS URL downloaded once into the cache.
 
-    A URL may end in ``#sha256=<hex>``; the download is then checked against it (and deleted if it differs).
-    Only HTTPS is accepted: weights are code-adjacent data and must not travel in clear text.
+    A URL may end in ``#sha256=<hex>``; the download is then checked against it (and deleted if it differs),
+    and so is the cached file on every later use. Only HTTPS is accepted: weights are code-adjacent data and
+    must not travel in clear text.
     """
     text = str(source)
     if "://" not in text:
@@ -158,6 +217,9 @@ def fetch_init(source: str | Path) -> Path:
         expected = parts.fragment.removeprefix("sha256=").lower()
     target = init_cache_path(text)
     if target.is_file():
+        if expected and _sha256(target) != expected:
+            raise CheckpointMismatch(f"train.init: the cached {target} has sha256 {_sha256(target)}, not the "
+                                     f"{expected} of {text}: delete it, and the next run downloads it again")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -195,7 +257,12 @@ def load_init(model: torch.nn.Module, source: str | Path) -> dict[str, Any]:
     ``num_batches_tracked`` counters excepted), else the load is refused naming what differs.
     """
     path = fetch_init(source)
-    ckpt = _load(path)
+    try:
+        ckpt = _load(path)
+    except UnreadableCheckpoint as err:
+        again = (f"delete {path}, and the next run downloads it again" if path != Path(str(source)).expanduser()
+                 else f"fetch {source} again")
+        raise UnreadableCheckpoint(f"train.init: {err}: {again}") from err
     for key in ("state_dict", "model"):
         if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]

@@ -92,7 +92,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"lfa evaluate: no {', '.join(missing)} for {pred}: give --{' --'.join(missing)} "
               f"(or keep the train_info.json that lfa train writes beside it)", file=sys.stderr)
         return 2
-    names = json.loads(Path(args.meta).read_text())["class_names"] if args.meta else info.get("class_names")
+    names = info.get("class_names")
+    if args.meta:  # the prepared dataset: its classes, and a check that the predictions are of its data and fold
+        import pandas as pd
+
+        from lfa.evaluate import check_predictions
+
+        meta = json.loads(Path(args.meta).read_text())
+        index = pd.read_parquet(Path(args.meta).with_name("index.parquet"), columns=["id", "fold"])
+        check_predictions(pred, meta, index, int(keys["fold"]))
+        names = meta["class_names"]
     df = evaluate_job(pred, {**keys, "seed": int(keys["seed"]), "fold": int(keys["fold"])}, names)
     out = Path(args.out) if args.out else pred.with_name("metrics.parquet")
     write_parquet(df, out, {})
@@ -143,7 +152,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"{n_done} of {n_all} jobs evaluated; the others show as 'not run'", file=sys.stderr)
             files = {**aggregate({k: v for k, v in done.items() if v}, tmp, {"lfa.config_hash": config_hash(config)}),
                      "runs": Path(tmp) / "runs.parquet"}
-            write_parquet(runs_table(the_plan), files["runs"], {})
+            write_parquet(runs_table(the_plan), files["runs"], {"lfa.config_hash": config_hash(config)})
         curves, gradients = _curve_files(config, layout, Path(tmp))
         inputs = ReportInputs(**{name: path for name, path in files.items()}, curves=curves, gradients=gradients,
                               config=config, config_hash=config_hash(config), config_files=[args.configfile])
@@ -171,7 +180,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from lfa.migrate import migrate
 
     config = _config(args.configfile)
-    report = migrate(config, dry_run=args.dry_run)
+    snakefile = Path(args.snakefile)
+    if not args.dry_run and not snakefile.is_file():
+        print(f"lfa migrate: no Snakefile at {snakefile}: give the workflow's with --snakefile", file=sys.stderr)
+        return 2
+    report = migrate(config, dry_run=args.dry_run, snakefile=snakefile, configfile=args.configfile)
     print(report.summary())
     return 0
 
@@ -249,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="move the runs of an older results layout into today's (no retraining)")
     _add_config(p)
     p.add_argument("--dry-run", action="store_true", help="only say what would move")
+    p.add_argument("--snakefile", default="Snakefile",
+                   help="the workflow's Snakefile (default: %(default)s), to make Snakemake keep the prepared data")
     p.set_defaults(func=cmd_migrate)
     return parser
 
@@ -259,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as err:  # the user sees one clear line; --debug style tracebacks are in the job logs
         from lfa.config import ConfigError
+        from lfa.evaluate import PredictionsMismatch
+        from lfa.report import MixedResults
 
-        if isinstance(err, ConfigError | FileNotFoundError | KeyError):
+        if isinstance(err, ConfigError | FileNotFoundError | KeyError | PredictionsMismatch | MixedResults):
             print(f"lfa {args.command}: {err}", file=sys.stderr)
             return 2
         raise

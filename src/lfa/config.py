@@ -57,8 +57,21 @@ def _unknown(kind: str, key: str, name: str, known: list[str]) -> ConfigError:
     return ConfigError(f"{key}: unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")
 
 
+#: Experiment and dataset names become folder and file names (and Snakemake wildcards): a safe character set.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Check names against the package registries and cross-references between sections."""
+    for section in ("datasets", "experiments"):
+        for name in config[section]:
+            if not SAFE_NAME.fullmatch(name) or ".." in name:
+                raise ConfigError(f"{section}.{name}: names may hold letters, digits and _ . - only (not starting "
+                                  "with . _ or -, no '..'), since they name folders and files")
+    _check_folders(config)
+    _check_init(config, "train", config["train"].get("init", ""))
+    for name, exp in config["experiments"].items():
+        _check_init(config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
     _check_loss_params(config)
     roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
@@ -74,6 +87,34 @@ def check_config(config: dict[str, Any]) -> None:
     for fold in config["folds"]:
         if fold >= config["n_splits"]:
             raise ConfigError(f"folds: fold {fold} does not exist with n_splits = {config['n_splits']}")
+
+
+def _check_folders(config: dict[str, Any]) -> None:
+    """The output folders must be writable (or creatable), before any job deletes an output it would redo."""
+    import os
+
+    for key in ("results_dir", "logs_dir", "reports_dir"):
+        folder = Path(config[key]).absolute()
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: {config[key]} is not writable ({existing} "
+                              f"{'is not a folder' if not existing.is_dir() else 'refuses writes'}); "
+                              "choose another folder or fix its permissions")
+
+
+def _check_init(config: dict[str, Any], key: str, init: str) -> None:
+    """``train.init``: an https:// URL (optionally pinned by #sha256=<64 hex>) or a local path (which the
+    training job reads; a dry run of a config needs no weights in place)."""
+    if not init:
+        return
+    if "://" in init:
+        scheme = init.split("://", 1)[0]
+        if scheme != "https":
+            raise ConfigError(f"{key}.init: {init}: only https:// URLs are downloaded (weights must not travel in "
+                              f"clear text), not {scheme}://; or give a local path")
+        pin = init.partition("#")[2]
+        if pin and not re.fullmatch(r"sha256=[0-9a-fA-F]{64}", pin):
+            raise ConfigError(f"{key}.init: {init}: the part after '#' must be sha256=<64 hex digits>")
 
 
 def _check_loss_params(config: dict[str, Any]) -> None:
@@ -92,9 +133,8 @@ def _check_dataset(name: str, ds: dict[str, Any]) -> None:
     from lfa.sources import get_source, source_names
 
     key = f"datasets.{name}"
-    if re.search(r"_k\d+$", name) or "/" in name:
-        raise ConfigError(f"{key}: a dataset name may not contain '/' or end in '_k<number>' "
-                          "(the names of ratio subsets)")
+    if re.search(r"_k\d+$", name):
+        raise ConfigError(f"{key}: a dataset name may not end in '_k<number>' (the names of ratio subsets)")
     if ds["source"] not in source_names():
         raise _unknown("dataset source", f"{key}.source", ds["source"], source_names())
     source = get_source(ds["source"])
@@ -144,8 +184,6 @@ def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) ->
     from lfa.models import backbone_names
 
     key = f"experiments.{name}"
-    if "/" in name:
-        raise ConfigError(f"{key}: experiment names may not contain '/'")
     if exp["dataset"] not in config["datasets"]:
         raise _unknown("dataset", f"{key}.dataset", exp["dataset"], list(config["datasets"]))
     for loss in exp["losses"]:

@@ -240,6 +240,25 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     return shape, result.failed
 
 
+def content_hash(images: str | Path, index: pd.DataFrame, class_names: list[str], chunk: int = 4096) -> str:
+    """16 hex digits of a prepared dataset's content: every pixel, and each sample's id, fold and labels.
+
+    Read once right after packing (the array is then still in the page cache). A resume state, predictions
+    and metrics carry it, so a change of the data or of the fold assignment is never mistaken for the same
+    run (``docs/faults.md``).
+    """
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(class_names).encode())
+    array = np.load(images, mmap_mode="r")
+    digest.update(repr(array.shape).encode())
+    for start in range(0, len(array), chunk):
+        digest.update(np.ascontiguousarray(array[start:start + chunk]).tobytes())
+    columns = ["id", "fold", *[c for c in index.columns if c.startswith("label_")]]
+    digest.update(pd.util.hash_pandas_object(index[columns], index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Path, n_splits: int,
             split_seed: int, downloads: str | Path, workers: int | None = None) -> Path:
     """Build the prepared dataset ``name`` from its source's raw data under ``root`` into ``out_dir``.
@@ -259,11 +278,12 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     idx, sel = _select(raw, spec, downloads)
     with atomic_path(out / "images.npy") as tmp:
         shape, skipped = _pack(raw, idx, sel, spec, tmp, image_size, workers, name)
-    folds = assign_folds(sel.labels, n_splits, split_seed)
-    index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
-    for c in range(sel.labels.shape[1]):
-        index[f"label_{c}"] = sel.labels[:, c]
-    index["partition"] = sel.partition
+        folds = assign_folds(sel.labels, n_splits, split_seed)
+        index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
+        for c in range(sel.labels.shape[1]):
+            index[f"label_{c}"] = sel.labels[:, c]
+        index["partition"] = sel.partition
+        data_hash = content_hash(tmp, index, sel.class_names)
     with atomic_path(out / "index.parquet") as tmp:
         index.to_parquet(tmp, index=False)
     counts = pd.DataFrame({"class": range(sel.labels.shape[1]), "name": sel.class_names,
@@ -272,7 +292,7 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         counts.to_csv(tmp, index=False)
     meta = {
         "name": name, "source": spec["source"], "task": sel.task, "class_names": sel.class_names,
-        "image_shape": list(shape[1:]), "n_samples": int(len(sel.ids)), "n_splits": n_splits,
+        "image_shape": list(shape[1:]), "n_samples": int(len(sel.ids)), "data_hash": data_hash, "n_splits": n_splits,
         "split_seed": split_seed, "ratio_k": spec.get("ratio_k"), "subset": spec["subset"], "title": src.title,
         "root": str(root) if src.needs_raw else None, "raw_samples": int(len(raw.labels)),
         "partitions": {p: sel.partition.count(p) for p in sorted(set(sel.partition))},

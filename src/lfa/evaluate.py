@@ -18,6 +18,44 @@ from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 RUN_COLUMNS = ["dataset", "backbone", "loss", "seed", "fold"]
 
 
+class PredictionsMismatch(ValueError):
+    """Predictions that do not belong to the prepared dataset they are evaluated against; names file and field."""
+
+
+def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFrame | None = None,
+                      fold: int | None = None) -> None:
+    """Refuse predictions made from other data, with other classes, or on other splits than the prepared set's.
+
+    ``meta``: the prepared dataset's ``meta.json``; with its ``index`` and the job's ``fold`` the validation
+    and test samples must be exactly that fold rotation's.
+    """
+    from lfa.io import read_parquet_metadata
+
+    path = Path(path)
+    stamped, expected = read_parquet_metadata(path).get("lfa.data_hash"), meta.get("data_hash")
+    if stamped and expected and stamped != expected:
+        raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the prepared dataset's data_hash "
+                                  f"{expected} (meta.json of {meta['name']}): the data changed after training; "
+                                  "train the job again")
+    df = pd.read_parquet(path)
+    n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
+    if n != len(meta["class_names"]) or any(f"label_{c}" not in df.columns for c in range(n)):
+        raise PredictionsMismatch(f"{path}: scores for {n} classes (score_0..score_{n - 1}); the prepared dataset "
+                                  f"{meta['name']} has {len(meta['class_names'])}")
+    for split in ("val", "test"):
+        if not (df["split"] == split).any():
+            raise PredictionsMismatch(f"{path}: no rows with split == {split!r}; nothing to evaluate")
+    if index is not None and fold is not None:
+        val_fold = (fold + 1) % meta["n_splits"]
+        for split, f in (("val", val_fold), ("test", fold)):
+            want = set(index.loc[index["fold"] == f, "id"].astype(str))
+            have = set(df.loc[df["split"] == split, "id"].astype(str))
+            if want != have:
+                raise PredictionsMismatch(
+                    f"{path}: the {split} ids are not fold {f} of the prepared dataset {meta['name']} "
+                    f"({len(have - want)} foreign, {len(want - have)} missing): train the job again")
+
+
 def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{'val': (scores, labels), 'test': (scores, labels)} from a predictions.parquet."""
     df = pd.read_parquet(path)

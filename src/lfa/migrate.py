@@ -1,6 +1,12 @@
 """Results written before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>/``), moved
 into today's layout (``runs/<job.path>/``, :mod:`lfa.plan`) without retraining anything.
 
+The prepared datasets stay where they are: each gets its content hash written into its ``meta.json``, and
+Snakemake is told to forget the provenance of the prepared files and raw-data markers (``snakemake
+--cleanup-metadata``), whose rules and scripts changed with the layout. The kept files are then touched in
+the DAG's order (raw-data markers, prepared data, the moved runs), so that no newer script or input makes
+Snakemake prepare the data again, and every run train again.
+
 A finished run moves when its ``train_info.json`` shows the settings and loss hyper-parameters of a job of
 the config; a copy that an earlier version linked into a second experiment's folder is dropped once the run
 it copies has moved. An unfinished run's resume state moves when its fingerprint is the one the earlier
@@ -27,6 +33,7 @@ class Migration:
     states: list[tuple[Path, Path]] = field(default_factory=list)  # resume states of unfinished runs
     duplicates: list[Path] = field(default_factory=list)  # copies of a run another experiment trained
     left: list[Path] = field(default_factory=list)  # legacy runs that match no job of the config
+    stamped: list[str] = field(default_factory=list)  # prepared datasets given their content hash
 
     @property
     def movable(self) -> int:
@@ -34,7 +41,8 @@ class Migration:
 
     def summary(self) -> str:
         lines = [f"{len(self.moved)} finished run(s) moved, {len(self.states)} resume state(s) moved, "
-                 f"{len(self.duplicates)} copied run(s) dropped"]
+                 f"{len(self.duplicates)} copied run(s) dropped, {len(self.stamped)} prepared dataset(s) given "
+                 "their content hash"]
         if self.left:
             lines.append(f"{len(self.left)} run folder(s) of the old layout match no job of this config and were "
                          f"left in place, e.g. {self.left[0]}: delete them once you no longer need them")
@@ -59,12 +67,19 @@ def _same_job(info: dict[str, Any], job: Job) -> bool:
         and params == dict(job.loss_params)
 
 
-def migrate(config: dict[str, Any], dry_run: bool = False) -> Migration:
-    """Move the legacy runs and states of ``config``'s jobs into today's layout; returns what was done."""
+def migrate(config: dict[str, Any], dry_run: bool = False, snakefile: str | Path | None = None,
+            configfile: str | Path | None = None) -> Migration:
+    """Move the legacy runs and states of ``config``'s jobs into today's layout; returns what was done.
+
+    With ``snakefile`` (and the ``configfile`` it runs with), Snakemake forgets the provenance of the
+    prepared data and raw-data markers afterwards, so that it keeps them (and hence the moved runs).
+    """
     layout, out = Layout.from_config(config), Migration()
     legacy = set(layout.legacy_runs())
     if not legacy:
         return out
+    if not dry_run:
+        out.stamped = _stamp_prepared(config, layout)
     for name, jobs in plan(config).experiments.items():
         for job in jobs:
             old = layout.results / "runs" / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
@@ -76,7 +91,72 @@ def migrate(config: dict[str, Any], dry_run: bool = False) -> Migration:
     if not dry_run:
         _remove_empty(layout.results / "runs")
         _remove_empty(layout.results / "state")
+        if snakefile is not None:
+            _touch_in_order(config, layout, [new for _, new in out.moved])
+            _forget_provenance(config, layout, snakefile, configfile)
     return out
+
+
+def _touch_in_order(config: dict[str, Any], layout: Layout, runs: list[Path]) -> None:
+    """Modification times in the DAG's order, newer than the workflow's scripts: markers < prepared < runs."""
+    import time
+
+    from lfa.plan import PREPARED_FILES, prepared_datasets
+
+    specs = prepared_datasets(config)
+    stages = [[layout.raw_marker(s) for s in {spec["source"] for spec in specs.values()}],
+              [layout.prepared_file(d, n) for d in specs for n in PREPARED_FILES],
+              [run / n for run in runs for n in RUN_OUTPUTS]]
+    now = time.time()
+    for offset, files in enumerate(stages):
+        for f in files:
+            if f.exists():
+                os.utime(f, (now + offset, now + offset))
+
+
+def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
+    """Write the content hash into each prepared ``meta.json`` that lacks it."""
+    import pandas as pd
+
+    from lfa.datasets import content_hash
+    from lfa.plan import prepared_datasets
+
+    stamped = []
+    for name in prepared_datasets(config):
+        meta_path = layout.prepared_file(name, "meta.json")
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        if meta.get("data_hash"):
+            continue
+        index = pd.read_parquet(layout.prepared_file(name, "index.parquet"))
+        meta["data_hash"] = content_hash(layout.prepared_file(name, "images.npy"), index, meta["class_names"])
+        tmp = meta_path.with_name(".meta.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, meta_path)
+        stamped.append(name)
+    return stamped
+
+
+def _forget_provenance(config: dict[str, Any], layout: Layout, snakefile: str | Path,
+                       configfile: str | Path | None) -> None:
+    import subprocess
+    import sys
+
+    from lfa.plan import PREPARED_FILES, prepared_datasets
+
+    specs = prepared_datasets(config)
+    files = [str(layout.prepared_file(d, n)) for d in specs for n in PREPARED_FILES
+             if layout.prepared_file(d, n).exists()]
+    files += [str(layout.raw_marker(s)) for s in {spec["source"] for spec in specs.values()}
+              if layout.raw_marker(s).exists()]
+    if not files:
+        return
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(snakefile), "--cleanup-metadata",
+           *files, *(["--configfile", str(configfile)] if configfile else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake --cleanup-metadata failed ({proc.returncode}): {proc.stderr[-2000:]}")
 
 
 def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool) -> None:

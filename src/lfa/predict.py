@@ -12,7 +12,7 @@ from lfa.augment import Batcher
 from lfa.batches import DeviceData, StreamingData, model_batches, n_batches
 from lfa.datasets import Prepared
 from lfa.device import autocast
-from lfa.io import atomic_path
+from lfa.io import write_parquet
 
 
 @torch.no_grad()
@@ -34,8 +34,9 @@ def predict(model: torch.nn.Module, data: DeviceData | StreamingData, batcher: B
 
 
 def write_predictions(path: str | Path, data: Prepared, split: dict[str, np.ndarray],
-                      scores: dict[str, torch.Tensor]) -> None:
-    """Per sample: id, split, label_<c> (int8) and score_<c> (float32), for val and test."""
+                      scores: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Per sample: id, split, label_<c> (int8) and score_<c> (float32), for val and test; ``metadata``
+    (the job key, the data's content hash) goes into the file's metadata, where evaluation checks it."""
     frames = []
     for name in ("val", "test"):
         idx = split[name]
@@ -45,5 +46,4 @@ def write_predictions(path: str | Path, data: Prepared, split: dict[str, np.ndar
             df[f"label_{c}"] = data.labels[idx, c]
             df[f"score_{c}"] = sc[:, c]
         frames.append(df)
-    with atomic_path(path) as tmp:
-        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+    write_parquet(pd.concat(frames, ignore_index=True), path, metadata)

@@ -153,9 +153,29 @@ def diverged_runs(metrics: pd.DataFrame) -> dict[tuple[str, str, str, str], tupl
     return {key: (int(r["sum"]), int(r["count"])) for key, r in per.iterrows() if r["sum"]}
 
 
+Cell = tuple[str, str, str, str]  # experiment, dataset, backbone, loss
+
+
+def incomplete_cells(summary: pd.DataFrame, runs: pd.DataFrame) -> dict[Cell, tuple[int, int]]:
+    """Cells with fewer runs evaluated than the config asks for (folds × seeds): cell → (runs, expected).
+
+    Cells without any run are not listed here: they show as "not run".
+    """
+    cells = ["experiment", "dataset", "backbone", "loss"]
+    expected = runs.groupby(cells).size()
+    done = summary.drop_duplicates(cells).set_index(cells)["n_folds"]
+    return {key: (int(done[key]), int(n)) for key, n in expected.items() if key in done.index and done[key] < n}
+
+
+def _runs_note(cell: Cell, incomplete: dict[Cell, tuple[int, int]] | None) -> str | None:
+    got = (incomplete or {}).get(cell)
+    return f"{got[0]} of {got[1]} runs" if got else None
+
+
 def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, paper_table: str | None,
                diverged: dict[tuple[str, str, str, str], tuple[int, int]] | None = None,
-               labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+               labels: dict[str, str] | None = None,
+               incomplete: dict[Cell, tuple[int, int]] | None = None) -> list[dict[str, Any]]:
     """Rows for the template: block headers and loss rows with formatted cells, bold and paper deltas."""
     out: list[dict[str, Any]] = []
     for block in blocks:
@@ -172,7 +192,9 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, p
             cmp = cmp[cmp.block == block["key"]].set_index(["loss", "metric"])
         for loss in losses:
             cells = []
-            div = (diverged or {}).get((block["experiment"], block["dataset"], block["backbone"], loss))
+            cell_key = (block["experiment"], block["dataset"], block["backbone"], loss)
+            div = (diverged or {}).get(cell_key)
+            short = _runs_note(cell_key, incomplete)
             for metric in METRICS:
                 r = rows[(rows.loss == loss) & (rows.metric == metric)]
                 mean = float(r["mean"].iloc[0]) if len(r) else math.nan
@@ -181,6 +203,8 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, p
                         "bold": metric in best and best[metric] is not None and not math.isnan(mean)
                         and round(mean, decimals) == best[metric],
                         "missing": math.isnan(mean)}
+                if short:
+                    cell["incomplete"] = f"only {short}"
                 if div:
                     cell["diverged"] = f"diverged in {div[0]} of {div[1]} runs"
                     if math.isnan(mean):
@@ -196,13 +220,15 @@ def table_rows(blocks: list[dict[str, Any]], losses: list[str], decimals: int, p
 
 
 def export_table(name: str, blocks: list[dict[str, Any]], losses: list[str], decimals: int,
-                 out_dir: Path, labels: dict[str, str] | None = None) -> dict[str, str]:
+                 out_dir: Path, labels: dict[str, str] | None = None,
+                 incomplete: dict[Cell, tuple[int, int]] | None = None) -> dict[str, str]:
     """Write an experiment's table as CSV and LaTeX (results/tables/<experiment>.{csv,tex})."""
     records = []
     for block in blocks:
         rows = block["rows"]
         for loss in losses:
-            rec = {"block": block["label"], "loss": _label(labels, loss)}
+            short = _runs_note((block["experiment"], block["dataset"], block["backbone"], loss), incomplete)
+            rec = {"block": block["label"], "loss": _label(labels, loss), "incomplete": short or ""}
             for metric in METRICS:
                 r = rows[(rows.loss == loss) & (rows.metric == metric)]
                 rec[METRIC_LABELS[metric]] = (format_cell(float(r["mean"].iloc[0]), float(r["std"].iloc[0]),
@@ -219,7 +245,8 @@ def export_table(name: str, blocks: list[dict[str, Any]], losses: list[str], dec
             latex.append(f"\\multicolumn{{{len(METRICS) + 1}}}{{c}}{{{block}}} \\\\")
         for _, rec in part.iterrows():
             cells = [str(rec[METRIC_LABELS[m]]).replace("±", "$\\pm$") for m in METRICS]
-            latex.append(f"{rec['loss']} & " + " & ".join(cells) + " \\\\")
+            name_cell = f"{rec['loss']} ({rec['incomplete']})" if rec["incomplete"] else rec["loss"]
+            latex.append(f"{name_cell} & " + " & ".join(cells) + " \\\\")
     latex += ["\\hline", "\\end{tabular}"]
     with atomic_path(out_dir / f"{name}.tex") as tmp:
         Path(tmp).write_text("\n".join(latex) + "\n")
@@ -394,6 +421,7 @@ class _Results:
     per_class: pd.DataFrame
     comparisons: pd.DataFrame
     runs: pd.DataFrame
+    incomplete: dict[Cell, tuple[int, int]]
     logs: pd.DataFrame
     labels: dict[str, str]
     palette: dict[str, str]
@@ -479,8 +507,9 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "name": name, "title": exp.get("title", name), "layout": layout_name, "paper_table": exp.get("paper_table"),
         "paper_title": TABLES[exp["paper_table"]]["title"] if exp.get("paper_table") else None,
         "columns": [METRIC_LABELS[m] for m in METRICS],
-        "rows": table_rows(blocks, losses, decimals, exp.get("paper_table"), diverged_runs(res.metrics), res.labels),
-        "exported": export_table(name, blocks, losses, decimals, res.tables_dir, res.labels),
+        "rows": table_rows(blocks, losses, decimals, exp.get("paper_table"), diverged_runs(res.metrics), res.labels,
+                           res.incomplete),
+        "exported": export_table(name, blocks, losses, decimals, res.tables_dir, res.labels, res.incomplete),
         "figures": experiment_figures(res, config, name, losses),
         "comparisons": [{**r, "loss": _label(res.labels, r["loss"]),
                          "metric": METRIC_LABELS.get(r["metric"], r["metric"])}
@@ -492,29 +521,49 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
     }
 
 
+class MixedResults(ValueError):
+    """Aggregated results written under another configuration than the one the report is rendered for."""
+
+
+def check_config_hash(inputs: ReportInputs) -> None:
+    """Refuse to show results aggregated under another config as if they were this config's."""
+    from lfa.io import read_parquet_metadata
+
+    for path in (inputs.metrics, inputs.summary, inputs.runs):
+        written = read_parquet_metadata(path).get("lfa.config_hash")
+        if written is not None and written != inputs.config_hash:
+            raise MixedResults(
+                f"{path} was aggregated under config hash {written}, and this report is for config hash "
+                f"{inputs.config_hash} ({', '.join(inputs.config_files) or 'the given config'}): run snakemake with "
+                "this config first, or 'lfa report --partial' to report the runs of this config that exist")
+
+
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     from lfa.figures_lfa import CONVENTION_NOTE
-    from lfa.plan import plan
 
+    check_config_hash(inputs)
     config = inputs.config
     layout = Layout.from_config(config)
     runs = pd.read_parquet(inputs.runs)
     labels = loss_labels(inputs.curves)
+    summary = pd.read_parquet(inputs.summary)
+    incomplete = incomplete_cells(summary, runs)
     res = _Results(
-        metrics=pd.read_parquet(inputs.metrics), summary=pd.read_parquet(inputs.summary),
+        metrics=pd.read_parquet(inputs.metrics), summary=summary, incomplete=incomplete,
         per_class=pd.read_parquet(inputs.per_class), comparisons=pd.read_parquet(inputs.comparisons), runs=runs,
         logs=_load_logs(layout, runs), labels=labels,
         palette=loss_palette(sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
                                     key=lambda n: _label(labels, n))),
         layout=layout, tables_dir=Path(inputs.tables_dir or layout.tables))
-    the_plan = plan(config)
-    expected = {(e, j.dataset, j.backbone, j.loss) for e, jobs in the_plan.experiments.items() for j in jobs}
-    done = set(map(tuple, res.summary[["experiment", "dataset", "backbone", "loss"]].drop_duplicates().to_numpy()))
+    cells = ["experiment", "dataset", "backbone", "loss"]
+    expected = set(map(tuple, runs[cells].drop_duplicates().to_numpy()))
+    done = set(map(tuple, res.summary[cells].drop_duplicates().to_numpy()))
     return {
         "title": "lfa-repro report",
         "prov": provenance(inputs, _read_infos(layout, runs)),
         "missing": [" · ".join(m) for m in sorted(expected - done)],
-        "datasets": dataset_sections(layout, sorted({j.dataset for j in the_plan.jobs})),
+        "incomplete": [f"{' · '.join(k)} ({n} of {m} runs)" for k, (n, m) in sorted(incomplete.items())],
+        "datasets": dataset_sections(layout, sorted(set(runs["dataset"]))),
         "lfa_figures": lfa_sections(inputs),
         "convention_note": CONVENTION_NOTE,
         "experiments": [experiment_section(res, config, name) for name in config["experiments"]],

@@ -134,7 +134,8 @@ def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
     model, init_info = build(job, s, prepared, device)
     opt = make_optimizer(model, s)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s["lr_step_epochs"], gamma=s["lr_gamma"])
-    state = TrainingState(state_dir, fingerprint(job, prepared.meta), model, opt, sched)
+    state = TrainingState(state_dir, fingerprint(job, prepared.meta), model, opt, sched,
+                          {"job_key": job.key, "data_hash": prepared.meta.get("data_hash", "")})
     return Run(job, s, device, prepared, prepared.split(job.fold), data, batcher, size, model,
                compiled(model, s["compile"]), build_loss(job.loss, **job.loss_params), opt, sched, state,
                chunk_steps(s, int(s["batch_size"]), channels, size), init_info)
@@ -289,7 +290,8 @@ def finish(run: Run, p: Progress, out_dir: Path, wall: float, diverged: str | No
     """The best model's predictions, the training log, ``train_info.json`` and ``model.pt``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run.state.load_best(run.device)
-    write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged))
+    write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged),
+                      {"lfa.job_key": run.job.key, "lfa.data_hash": run.prepared.meta.get("data_hash", "")})
     log = pd.DataFrame(p.history)
     log["device"] = device_name(run.device)
     with atomic_path(out_dir / "train_log.csv") as tmp:
@@ -322,6 +324,7 @@ def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
     """What ``train_info.json`` records: the job, the hyper-parameters in effect, the device, the times."""
     group = run.opt.param_groups[0]
     info = {"job": run.job.to_dict(), "key": run.job.key, "fingerprint": run.state.fingerprint,
+            "data_hash": run.prepared.meta.get("data_hash", ""),
             "device": device_name(run.device) if p.history else str(run.device), "device_type": run.device.type,
             "wall_seconds": wall, "samples_seen": run.seen, "best_val_loss": p.best_val, "epochs": run.s["epochs"],
             "class_names": run.prepared.class_names, "data_path": run.data.mode, "input_size": run.size,
