@@ -17,6 +17,12 @@ def _prepare_spec(wildcards):
     return PREPARED[wildcards.dataset]
 
 
+def _raw_root(source):
+    """The raw folder of ``source`` as a params function (a plain string that prefixes the marker, an output,
+    reads to the linter as a hard-coded path)."""
+    return lambda wildcards: str(LAYOUT.raw(source))
+
+
 for _source in sorted({spec["source"] for spec in PREPARED.values()}):
     _needs_raw = get_source(_source).needs_raw
     if _needs_raw:
@@ -28,7 +34,7 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
                 str(LAYOUT.raw_marker(_source)),
             params:
                 source=_source,
-                root=str(LAYOUT.raw(_source)),
+                root=_raw_root(_source),
                 specs=json.dumps(check_specs(config, _source, LAYOUT.downloads), sort_keys=True),
             localrule: True
             priority: 100
@@ -47,7 +53,7 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
             multiext(f"{LAYOUT.prepared('{dataset}')}/", *PREPARED_FILES),
         params:
             spec=_prepare_spec,
-            root=str(LAYOUT.raw(_source)),
+            root=_raw_root(_source),
             downloads=str(LAYOUT.downloads),
             n_splits=config["n_splits"],
             split_seed=config["split_seed"],

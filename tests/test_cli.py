@@ -82,7 +82,7 @@ def test_steps_by_hand_and_a_partial_report(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_train_by_hand_never_touches_the_workflows_runs(tiny_run, tmp_path):
     work = tmp_path / "w"
-    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake", "reports"))
+    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns("locks"))
     job = plan(validate_config(tiny_config())).experiments["tiny_lt"][0]
     run_dir = work / "results/runs" / job.path
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
@@ -92,8 +92,9 @@ def test_train_by_hand_never_touches_the_workflows_runs(tiny_run, tmp_path):
     assert refused.returncode == 2 and "which the workflow owns" in refused.stderr and "--force" in refused.stderr
     done = run(*args, cwd=work)
     assert done.returncode == 0, done.stderr
-    manual = work / "results/manual" / job.path
-    assert (manual / "predictions.parquet").exists() and f"written: {manual}" in done.stderr
+    manual = work / done.stderr.split("written: ")[1].split()[0]
+    assert manual.parent.parent == work / "results/manual" / job.dataset / job.backbone / job.loss
+    assert (manual / "predictions.parquet").exists()  # under its own settings key: 1 epoch
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # the workflow's run is untouched
     proc = run_snakemake(work, "-n", configfile=work / "config.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -129,3 +130,19 @@ def test_a_loss_added_in_one_class_appears_in_the_cli_and_the_lfa_curves(tmp_pat
         assert np.allclose(mine["lfa"].to_numpy(), expected, atol=1e-6)
     finally:
         unregister_loss("squared_error_test")
+
+
+def test_evaluate_outside_the_results_tree_asks_for_the_keys(tmp_path):
+    df = pd.DataFrame({"id": ["a", "b", "c", "d"], "split": ["val", "val", "test", "test"],
+                       "label_0": [0, 1, 0, 1], "score_0": [0.1, 0.9, 0.2, 0.8]})
+    df.to_parquet(tmp_path / "p.parquet")
+    proc = run("evaluate", "--predictions", str(tmp_path / "p.parquet"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    where = tmp_path / "p.parquet"
+    assert f"no dataset, backbone, loss, seed, fold for {where}: give --dataset --backbone" in proc.stderr
+    proc = run("evaluate", "--predictions", str(tmp_path / "p.parquet"), "--dataset", "mine", "--backbone", "b",
+               "--loss", "bce", "--seed", "0", "--fold", "0", "--out", str(tmp_path / "m.parquet"))
+    assert proc.returncode == 0, proc.stderr
+    metrics = pd.read_parquet(tmp_path / "m.parquet")
+    assert metrics["dataset"].tolist() == ["mine"] and "experiment" not in metrics.columns
+    assert metrics["auc"].tolist() == [1.0]

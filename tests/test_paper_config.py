@@ -45,7 +45,8 @@ def test_jobs_per_table(config):
     assert listed["table5"] == 6 * LOSSES * FOLDS  # ResNet-50 at six ratios
     assert listed["cifar10"] == 1 * LOSSES * FOLDS  # the seed's ResNet-50
     assert listed["cifar10_32"] == listed["cifar10_lt"] == listed["cifar10_lt_32"] == listed["celeba"] == 25
-    trained = _per_table(config, {name: [j for j in jobs if j not in the_plan.shared(name)]
+    first = the_plan.trained_by()
+    trained = _per_table(config, {name: [j for j in jobs if first[j.key] == name]
                                   for name, jobs in the_plan.experiments.items()})
     assert trained["table5"] == 5 * LOSSES * FOLDS  # its 1:4 block is Table 4's ResNet-50 block, trained once
     assert sum(trained.values()) == sum(listed.values()) - 25 == 425 == len(the_plan.jobs)
@@ -53,7 +54,7 @@ def test_jobs_per_table(config):
 
 def test_table5_ratio_50_is_shared_with_table4(config):
     the_plan = plan(config)
-    shared = the_plan.shared("table5")
+    shared = [j for j in the_plan.experiments["table5"] if the_plan.trained_by()[j.key] != "table5"]
     assert len(shared) == LOSSES * FOLDS
     assert {j.dataset for j in shared} == {"idc_k50"} and {j.backbone for j in shared} == {"resnet50"}
     assert set(shared) <= set(the_plan.experiments["table4"])  # the very jobs, hence the very run folders

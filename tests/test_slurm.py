@@ -28,7 +28,8 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE
 
-from lfa.config import jobs, validate_config
+from lfa.config import validate_config
+from lfa.plan import jobs
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ class SlurmRun:
     output: str
     returncode: int
     run_id: str
-    victim: str  # the training job's path (JOB_DIR) that was cancelled
+    victim: str  # the path (job.path) of the training job that was cancelled
     victim_slurm_id: str
     jobs: dict[str, dict] = field(default_factory=dict)  # SLURM id -> squeue record
 
@@ -88,10 +89,8 @@ def _diagnostics() -> str:
 
 
 def _wildcards(job_path: str) -> str:
-    """The plugin's wildcard string of a training job: the values joined by '_' (a/b/c/d/s0_f1 -> a_b_c_d_0_1)."""
-    head, seed_fold = job_path.rsplit("/", 1)
-    seed, fold = re.fullmatch(r"s(\d+)_f(\d+)", seed_fold).groups()
-    return "_".join([*head.split("/"), seed, fold])
+    """The plugin's wildcard string of a training job: its one wildcard, {run}, is the job's path."""
+    return job_path
 
 
 def _cancel_first_training_job(work: Path, procs: list[subprocess.Popen], deadline: float) -> tuple[str, str]:

@@ -167,6 +167,27 @@ def _paired_test(diff: np.ndarray, n_boot: int, seed: int) -> tuple[float, float
     return mean_diff, ci_low, ci_high, p_value, notes
 
 
+def _compare_pair(head: dict[str, object], ref: pd.DataFrame, other: pd.DataFrame, cols: list[str], n_boot: int,
+                  seed: int) -> list[dict[str, object]]:
+    """One row per metric: the paired test of the reference's fold means against another loss's."""
+    paired = ref[cols].merge(other[cols], how="inner", left_index=True, right_index=True, suffixes=("_ref", "_other"))
+    n_unpaired = len(ref.index.symmetric_difference(other.index))
+    rows = []
+    for metric in cols:
+        a = paired[f"{metric}_ref"].to_numpy(dtype=np.float64)
+        b = paired[f"{metric}_other"].to_numpy(dtype=np.float64)
+        ok = ~(np.isnan(a) | np.isnan(b))
+        diff = a[ok] - b[ok]
+        mean_diff, ci_low, ci_high, p_value, notes = _paired_test(diff, n_boot, seed)
+        if n_unpaired:
+            notes.insert(0, f"{n_unpaired} unpaired (seed, fold) run(s) left out")
+        if (~ok).any():
+            notes.insert(0, f"{int((~ok).sum())} pair(s) with a NaN fold mean left out")
+        rows.append({**head, "metric": metric, "n_pairs": int(diff.size), "mean_diff": mean_diff, "ci_low": ci_low,
+                     "ci_high": ci_high, "p_value": p_value, "note": "; ".join(notes)})
+    return rows
+
+
 def compare(metrics: pd.DataFrame, reference: str = "fece", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Paired comparison of the ``reference`` loss against every other loss, per metric.
 
@@ -207,35 +228,8 @@ def compare(metrics: pd.DataFrame, reference: str = "fece", n_boot: int = 2000, 
         if ref.empty:
             continue
         for other_loss, other in frame[frame["loss"] != reference].groupby("loss", sort=True):
-            other = other.set_index(RUN_KEYS)
-            paired = ref[cols].merge(
-                other[cols], how="inner", left_index=True, right_index=True, suffixes=("_ref", "_other")
-            )
-            n_unpaired = len(ref.index.symmetric_difference(other.index))
-            for metric in cols:
-                a = paired[f"{metric}_ref"].to_numpy(dtype=np.float64)
-                b = paired[f"{metric}_other"].to_numpy(dtype=np.float64)
-                ok = ~(np.isnan(a) | np.isnan(b))
-                diff = a[ok] - b[ok]
-                mean_diff, ci_low, ci_high, p_value, notes = _paired_test(diff, n_boot, seed)
-                if n_unpaired:
-                    notes.insert(0, f"{n_unpaired} unpaired (seed, fold) run(s) left out")
-                if (~ok).any():
-                    notes.insert(0, f"{int((~ok).sum())} pair(s) with a NaN fold mean left out")
-                rows.append(
-                    {
-                        **group_values,
-                        "loss": other_loss,
-                        "reference": reference,
-                        "metric": metric,
-                        "n_pairs": int(diff.size),
-                        "mean_diff": mean_diff,
-                        "ci_low": ci_low,
-                        "ci_high": ci_high,
-                        "p_value": p_value,
-                        "note": "; ".join(notes),
-                    }
-                )
+            head = {**group_values, "loss": other_loss, "reference": reference}
+            rows += _compare_pair(head, ref, other.set_index(RUN_KEYS), cols, n_boot, seed)
     columns = [*group_keys, "loss", "reference", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high",
                "p_value", "note"]
     out = pd.DataFrame(rows, columns=columns)

@@ -6,6 +6,7 @@
     lfa evaluate --predictions results/runs/.../predictions.parquet --out metrics.parquet
     lfa curves   --convention figure2 --out curves.csv
     lfa report   --configfile config.yaml [--partial]
+    lfa status   --configfile config.yaml   (runs finished / running / failed / waiting, incomplete cells)
     lfa migrate  --configfile config.yaml [--dry-run]   (runs of the layout before job keys → today's)
     lfa estimate --configfile configs/paper.yaml [--gpus 4]   (jobs and GPU-hours per table)
     lfa losses   (list the registered losses and their hyper-parameters)
@@ -60,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                    {k: v for k, v in overrides.items() if v is not None})
     layout = Layout.from_config(config)
     out_dir = Path(args.out) if args.out else layout.manual(job)
-    owned = [d for d in (layout.results / "runs", layout.results / "state") if _inside(out_dir, d)]
+    owned = [d for d in (layout.runs, layout.states) if _inside(out_dir, d)]
     if owned and not args.force:
         print(f"lfa train: {out_dir} is inside {owned[0]}, which the workflow owns (its runs and resume states); "
               "give another --out, or --force to write there anyway", file=sys.stderr)
@@ -175,6 +176,14 @@ def _curve_files(config: dict[str, Any], layout: Any, tmp: Path) -> tuple[list[P
     return [c for c, _ in pairs], [g for _, g in pairs]
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per experiment: runs finished, running, stopped, failed, waiting; the cells that are incomplete now."""
+    from lfa.status import format_status
+
+    print(format_status(_config(args.configfile)))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Move finished runs of the layout before job keys into today's layout (nothing is retrained)."""
     from lfa.migrate import migrate
@@ -258,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", action="store_true",
                    help="render from the jobs evaluated so far (the rest show as 'not run')")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="where a run stands, from its files (works under SLURM too)")
+    _add_config(p)
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("migrate", help="move the runs of an older results layout into today's (no retraining)")
     _add_config(p)

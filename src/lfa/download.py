@@ -130,6 +130,27 @@ def _progress(total: int | None, initial: int, desc: str):
                 file=sys.stderr, mininterval=1.0, disable=None)
 
 
+def _write_body(resp: Any, part: Path, offset: int, url: str, desc: str) -> None:
+    """Append (from ``offset``) or write the answer's body to ``part``; a short body is an error, and kept."""
+    length = resp.headers.get("Content-Length")
+    total = offset + int(length) if length is not None else None
+    with open(part, "ab" if offset else "wb") as fh, _progress(total, offset, desc) as bar:
+        while True:
+            try:
+                block = resp.read(CHUNK)
+            except (OSError, ValueError) as err:  # IncompleteRead, reset connection, timeout
+                raise DownloadError(f"{url}: interrupted after {fh.tell()} bytes ({err}); "
+                                    f"the partial file {part} is kept and a rerun resumes it") from None
+            if not block:
+                break
+            fh.write(block)
+            bar.update(len(block))
+        size = fh.tell()
+    if total is not None and size < total:
+        raise DownloadError(f"{url}: connection closed after {size} of {total} bytes; "
+                            f"the partial file {part} is kept and a rerun resumes it")
+
+
 def fetch(url: str, dest: str | Path, md5: str, *, desc: str | None = None, timeout: float = 60.0,
           html_ok: bool = False) -> Path:
     """Download ``url`` to ``dest`` unless a file with the right MD5 is already there; returns ``dest``.
@@ -175,23 +196,7 @@ def fetch(url: str, dest: str | Path, md5: str, *, desc: str | None = None, time
                     continue
             else:
                 offset = 0  # no partial file, or the server ignored the range: start from zero
-            length = resp.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else None
-            with open(part, "ab" if offset else "wb") as fh, _progress(total, offset, desc) as bar:
-                while True:
-                    try:
-                        block = resp.read(CHUNK)
-                    except (OSError, ValueError) as err:  # IncompleteRead, reset connection, timeout
-                        raise DownloadError(f"{url}: interrupted after {fh.tell()} bytes ({err}); "
-                                            f"the partial file {part} is kept and a rerun resumes it") from None
-                    if not block:
-                        break
-                    fh.write(block)
-                    bar.update(len(block))
-                size = fh.tell()
-            if total is not None and size < total:
-                raise DownloadError(f"{url}: connection closed after {size} of {total} bytes; "
-                                    f"the partial file {part} is kept and a rerun resumes it")
+            _write_body(resp, part, offset, url, desc)
         break
     else:
         raise DownloadError(f"{url}: the server's answers to range requests do not fit; rerun to try again")

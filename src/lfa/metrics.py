@@ -268,8 +268,20 @@ def _rank_counts(
     qr = q_row[qi]
     q_cell = ((qk[qi] - kmin[qr]) >> shift[qr].astype(np.uint64)).astype(np.int64) + qr * n_cells
 
-    # Cell of every element, offset by row so that one bincount histograms the whole chunk.  The cells
-    # are computed straight into an int64 buffer: bincount and take then use it without conversion.
+    flat_cell, hist, cum = _cell_histogram(b, bmin, shift, n_cells, ws)
+    less[qi] = cum[q_cell] - hist[q_cell]
+    more_less, more_equal = _count_within_cells(b, flip, flat_cell, q_cell, qk[qi], ws)
+    less[qi] += more_less
+    equal[qi] += more_equal
+    return less, equal
+
+
+def _cell_histogram(b: np.ndarray, bmin: np.ndarray, shift: np.ndarray, n_cells: int,
+                    ws: _Workspace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cell of every element (offset by row, so that one bincount histograms the whole chunk), the
+    histogram of the cells and its cumulative sum per row. The cells are computed straight into an int64
+    buffer: bincount and take then use it without conversion."""
+    k, n = b.shape
     flat_cell = ws.cell[: k * n]
     cell = flat_cell.reshape(k, n)
     if b.dtype == np.uint64:  # differences may exceed 2**63: shift them as unsigned
@@ -283,18 +295,25 @@ def _rank_counts(
     hist = np.bincount(flat_cell, minlength=k * n_cells)
     cum = ws.cum[: k * n_cells]
     np.cumsum(hist.reshape(k, n_cells), axis=1, out=cum.reshape(k, n_cells))
-    less[qi] = cum[q_cell] - hist[q_cell]
+    return flat_cell, hist, cum
 
+
+def _count_within_cells(b: np.ndarray, flip: int, flat_cell: np.ndarray, q_cell: np.ndarray,
+                        q_inside: np.ndarray, ws: _Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """For the queries inside their rows' ranges: the elements sharing a query's cell that are below / equal
+    to it, compared exactly (the histogram counted only the cells below)."""
+    n_q = q_cell.size
+    zero = np.zeros(n_q, dtype=np.int64)
     # Queries sharing a cell occupy a contiguous run of the (sorted) query list.
-    run_start = np.ones(qi.size, dtype=bool)
+    run_start = np.ones(n_q, dtype=bool)
     run_start[1:] = q_cell[1:] != q_cell[:-1]
     starts = np.flatnonzero(run_start)
     cells = q_cell[starts]
     ws.first[cells] = starts
-    ws.end[cells] = np.append(starts[1:], qi.size)
+    ws.end[cells] = np.append(starts[1:], n_q)
     ws.is_query[cells] = True
     try:
-        hit = np.take(ws.is_query, flat_cell, out=ws.hit[: k * n], mode="clip")
+        hit = np.take(ws.is_query, flat_cell, out=ws.hit[: flat_cell.size], mode="clip")
         pos = _flat_nonzero(hit.view(np.uint8))
         e_cell = flat_cell[pos]
         lo = ws.first[e_cell]
@@ -303,18 +322,16 @@ def _rank_counts(
         ws.first[cells] = -1
         ws.is_query[cells] = False
     if pos.size == 0:
-        return less, equal
-    e_cell = flat_cell[pos]
+        return zero, zero
     e_key = b.reshape(-1)[pos].astype(np.uint64) + np.uint64(flip)
     hi = end.copy()
-    q_inside = qk[qi]
     # Binary search of each element among its cell's queries: lo = number of queries with key < element.
     while True:
         active = lo < hi
         if not active.any():
             break
         mid = (lo + hi) // 2
-        go_right = active & (q_inside[np.minimum(mid, qi.size - 1)] < e_key)
+        go_right = active & (q_inside[np.minimum(mid, n_q - 1)] < e_key)
         stay = active & ~go_right
         lo = np.where(go_right, mid + 1, lo)
         hi = np.where(stay, mid, hi)
@@ -322,10 +339,8 @@ def _rank_counts(
     is_eq[is_eq] = q_inside[lo[is_eq]] == e_key[is_eq]
     # The element is below every query of its cell from index lo + is_eq on.
     first_greater = lo + is_eq
-    diff = np.bincount(first_greater, minlength=qi.size + 1) - np.bincount(end, minlength=qi.size + 1)
-    less[qi] += np.cumsum(diff[:-1])
-    equal[qi] += np.bincount(lo[is_eq], minlength=qi.size)
-    return less, equal
+    diff = np.bincount(first_greater, minlength=n_q + 1) - np.bincount(end, minlength=n_q + 1)
+    return np.cumsum(diff[:-1]), np.bincount(lo[is_eq], minlength=n_q)
 
 
 def _unique_row_keys(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -489,6 +504,24 @@ def _as_2d(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _checked(val_scores: np.ndarray, val_labels: np.ndarray, test_scores: np.ndarray,
+             test_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four inputs as 2-d arrays, with their shapes and labels checked (``ValueError`` naming which)."""
+    val_scores = _as_2d(val_scores, "val_scores")
+    val_labels = _as_2d(val_labels, "val_labels")
+    test_scores = _as_2d(test_scores, "test_scores")
+    test_labels = _as_2d(test_labels, "test_labels")
+    if val_scores.shape != val_labels.shape:
+        raise ValueError(f"val_scores {val_scores.shape} and val_labels {val_labels.shape} differ in shape")
+    if test_scores.shape != test_labels.shape:
+        raise ValueError(f"test_scores {test_scores.shape} and test_labels {test_labels.shape} differ in shape")
+    if val_scores.shape[1] != test_scores.shape[1]:
+        raise ValueError(f"validation has {val_scores.shape[1]} classes but test has {test_scores.shape[1]}")
+    _check_labels(val_labels, "val_labels")
+    _check_labels(test_labels, "test_labels")
+    return val_scores, val_labels, test_scores, test_labels
+
+
 def per_class_metrics(
     val_scores: np.ndarray,
     val_labels: np.ndarray,
@@ -514,22 +547,7 @@ def per_class_metrics(
     Raises:
         ValueError: on shape mismatches, non-finite scores or labels other than 0/1.
     """
-    val_scores = _as_2d(val_scores, "val_scores")
-    val_labels = _as_2d(val_labels, "val_labels")
-    test_scores = _as_2d(test_scores, "test_scores")
-    test_labels = _as_2d(test_labels, "test_labels")
-    if val_scores.shape != val_labels.shape:
-        raise ValueError(f"val_scores {val_scores.shape} and val_labels {val_labels.shape} differ in shape")
-    if test_scores.shape != test_labels.shape:
-        raise ValueError(
-            f"test_scores {test_scores.shape} and test_labels {test_labels.shape} differ in shape"
-        )
-    if val_scores.shape[1] != test_scores.shape[1]:
-        raise ValueError(
-            f"validation has {val_scores.shape[1]} classes but test has {test_scores.shape[1]}"
-        )
-    _check_labels(val_labels, "val_labels")
-    _check_labels(test_labels, "test_labels")
+    val_scores, val_labels, test_scores, test_labels = _checked(val_scores, val_labels, test_scores, test_labels)
     ks = _key_space(val_scores, test_scores)
     n_val, n_classes = val_scores.shape
     n_test = test_scores.shape[0]

@@ -82,15 +82,15 @@ def migrate(config: dict[str, Any], dry_run: bool = False, snakefile: str | Path
         out.stamped = _stamp_prepared(config, layout)
     for name, jobs in plan(config).experiments.items():
         for job in jobs:
-            old = layout.results / "runs" / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+            old = layout.runs / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
             if old in legacy:
                 legacy.discard(old)
                 _move_run(layout, job, old, out, dry_run)
             _move_state(layout, config, name, job, out, dry_run)
     out.left = sorted(legacy)
     if not dry_run:
-        _remove_empty(layout.results / "runs")
-        _remove_empty(layout.results / "state")
+        _remove_empty(layout.runs)
+        _remove_empty(layout.states)
         if snakefile is not None:
             _touch_in_order(config, layout, [new for _, new in out.moved])
             _forget_provenance(config, layout, snakefile, configfile)
@@ -187,7 +187,7 @@ def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool
 
 
 def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out: Migration, dry_run: bool) -> None:
-    old = layout.results / "state" / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+    old = layout.states / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
     new = layout.state(job)
     meta_path = layout.prepared_file(job.dataset, "meta.json")
     if not (old / "last.pt").exists() or new.exists() or not meta_path.exists():

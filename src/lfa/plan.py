@@ -188,11 +188,6 @@ class Plan:
                 first.setdefault(job.key, name)
         return first
 
-    def shared(self, experiment: str) -> list[Job]:
-        """The jobs of ``experiment`` that an earlier experiment trains (their runs are used by both)."""
-        first = self.trained_by()
-        return [j for j in self.experiments[experiment] if first[j.key] != experiment]
-
 
 def plan(config: dict[str, Any]) -> Plan:
     """Expand a validated config into its :class:`Plan`."""
@@ -252,15 +247,25 @@ class Layout:
         return self.prepared(dataset) / name
 
     # one job
+    @property
+    def runs(self) -> Path:
+        """The workflow's run folders (``lfa train`` by hand never writes here)."""
+        return self.results / "runs"
+
+    @property
+    def states(self) -> Path:
+        """The workflow's resume states."""
+        return self.results / "state"
+
     def run(self, job: Job | str) -> Path:
-        return self.results / "runs" / _job_path(job)
+        return self.runs / _job_path(job)
 
     def run_file(self, job: Job | str, name: str) -> Path:
         return self.run(job) / name
 
     def state(self, job: Job | str) -> Path:
         """The resume state of a job: not a rule output, so it survives a failed job."""
-        return self.results / "state" / _job_path(job)
+        return self.states / _job_path(job)
 
     def manual(self, job: Job | str) -> Path:
         """Where ``lfa train`` writes by hand, apart from the workflow's runs."""
@@ -301,10 +306,9 @@ class Layout:
 
     def legacy_runs(self) -> list[Path]:
         """Run folders of the layout before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s_f``)."""
-        runs = self.results / "runs"
-        if not runs.is_dir():
+        if not self.runs.is_dir():
             return []
-        return sorted(p for p in runs.glob("*/*/*/*/s*_f*")
+        return sorted(p for p in self.runs.glob("*/*/*/*/s*_f*")
                       if p.is_dir() and not _SETTINGS_KEY.fullmatch(p.parent.name))
 
 

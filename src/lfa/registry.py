@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -87,9 +86,3 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; known {self.plural}: {', '.join(self.names())}"
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())

@@ -9,14 +9,14 @@ import argparse
 import json
 import sys
 
-from lfa.sources import REGISTRY, ensure_raw
+from lfa.sources import ensure_raw, source_names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lfa.sources", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="check the raw data of a source, downloading it if automatic and missing")
-    p.add_argument("source", choices=sorted(REGISTRY))
+    p.add_argument("source", choices=source_names())
     p.add_argument("--root", required=True, help="the raw-data folder of the source")
     p.add_argument("--marker", help="JSON marker written on success")
     p.add_argument("--log", help="file the outcome is appended to")
