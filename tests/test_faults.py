@@ -150,3 +150,26 @@ def test_divergence_recorded_instead_of_stopping_marks_the_report(tmp_path):
     assert metrics["diverged"].all() and metrics["auc"].isna().all()
     html = (tmp_path / "reports/report.html").read_text()
     assert "diverged in 3 of 3 runs" in html
+
+
+@pytest.mark.parametrize("name", ["meta.json", "index.parquet", "images.npy"])
+def test_a_damaged_prepared_file_is_named_with_what_to_do(tmp_path, name):
+    from helpers import dataset_spec
+
+    from lfa.datasets import load_prepared, prepare
+    from lfa.io import UnreadableFile
+
+    spec = dataset_spec({"source": "digits", "subset": {"kind": "long_tail", "reference": "cifar10_lt"}})
+    out = prepare("digits_lt", spec, "", tmp_path / "digits_lt", 5, 0, tmp_path)
+    (out / name).write_bytes((out / name).read_bytes()[:40])  # truncated, as by a full disk or a bad copy
+    with pytest.raises(UnreadableFile, match=rf"{out / name}: unreadable \(.*\); delete {out} and rerun"):
+        load_prepared(out)
+
+
+def test_a_damaged_predictions_file_is_named(tmp_path):
+    from lfa.evaluate import read_predictions
+    from lfa.io import UnreadableFile
+
+    (tmp_path / "predictions.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(UnreadableFile, match=r"predictions\.parquet: unreadable \(.*\); train the job again"):
+        read_predictions(tmp_path / "predictions.parquet")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lfa import __version__
-from lfa.io import write_parquet
+from lfa.io import read_table, write_parquet
 from lfa.metrics import METRIC_COLUMNS
 from lfa.plan import Plan
 
@@ -248,7 +248,7 @@ def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame
     frames = []
     for experiment, files in runs.items():
         for path in files:
-            df = cache.setdefault(str(path), pd.read_parquet(path))
+            df = cache.setdefault(str(path), read_table(path, fix="delete it and rerun, to evaluate the run again"))
             frames.append(df.assign(experiment=experiment)[["experiment", *df.columns]])
     return pd.concat(frames, ignore_index=True)
 

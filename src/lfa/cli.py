@@ -82,11 +82,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lfa.evaluate import RUN_COLUMNS, evaluate_job
-    from lfa.io import write_parquet
+    from lfa.io import read_json, read_table, write_parquet
 
     pred = Path(args.predictions)
     info_path = pred.with_name("train_info.json")
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = read_json(info_path) if info_path.is_file() else {}
     keys = {k: getattr(args, k) if getattr(args, k) is not None else info.get("job", {}).get(k) for k in RUN_COLUMNS}
     missing = [k for k, v in keys.items() if v is None]
     if missing:
@@ -95,12 +95,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     names = info.get("class_names")
     if args.meta:  # the prepared dataset: its classes, and a check that the predictions are of its data and fold
-        import pandas as pd
 
         from lfa.evaluate import check_predictions
 
-        meta = json.loads(Path(args.meta).read_text())
-        index = pd.read_parquet(Path(args.meta).with_name("index.parquet"), columns=["id", "fold"])
+        meta = read_json(args.meta)
+        index = read_table(Path(args.meta).with_name("index.parquet"), ["id", "fold"])
         check_predictions(pred, meta, index, int(keys["fold"]))
         names = meta["class_names"]
     df = evaluate_job(pred, {**keys, "seed": int(keys["seed"]), "fold": int(keys["fold"])}, names)
@@ -286,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as err:  # the user sees one clear line; --debug style tracebacks are in the job logs
+        from lfa.checkpoints import UnreadableCheckpoint
         from lfa.config import ConfigError
         from lfa.evaluate import PredictionsMismatch
+        from lfa.io import UnreadableFile
         from lfa.report import MixedResults
 
-        if isinstance(err, ConfigError | FileNotFoundError | KeyError | PredictionsMismatch | MixedResults):
+        clear = (ConfigError, FileNotFoundError, KeyError, PredictionsMismatch, MixedResults, UnreadableFile,
+                 UnreadableCheckpoint)
+        if isinstance(err, clear):
             print(f"lfa {args.command}: {err}", file=sys.stderr)
             return 2
         raise

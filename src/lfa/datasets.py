@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lfa.io import atomic_path
+from lfa.io import atomic_path, load_array, read_csv, read_json, read_table
 from lfa.sources import get_source
 from lfa.sources.base import FileList, RawData, RawDataMissing
 from lfa.sources.images import CorruptImageError, compact_rows, pack_files, save_rows
@@ -250,7 +250,7 @@ def content_hash(images: str | Path, index: pd.DataFrame, class_names: list[str]
     import hashlib
 
     digest = hashlib.sha256(json.dumps(class_names).encode())
-    array = np.load(images, mmap_mode="r")
+    array = load_array(images)
     digest.update(repr(array.shape).encode())
     for start in range(0, len(array), chunk):
         digest.update(np.ascontiguousarray(array[start:start + chunk]).tobytes())
@@ -333,9 +333,10 @@ class Prepared:
 def load_prepared(path: str | Path, mmap: bool = False) -> Prepared:
     """A prepared dataset; ``mmap=True`` leaves the images memory-mapped (for sets larger than memory)."""
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
-    index = pd.read_parquet(path / "index.parquet")
-    images = np.load(path / "images.npy", mmap_mode="r")
+    fix = f"delete {path} and rerun, to prepare it again"
+    meta = read_json(path / "meta.json", fix)
+    index = read_table(path / "index.parquet", fix=fix)
+    images = load_array(path / "images.npy", fix)
     label_cols = [f"label_{c}" for c in range(len(meta["class_names"]))]
     rows = index["row"].to_numpy()
     if mmap and np.array_equal(rows, np.arange(len(images))):
@@ -361,8 +362,9 @@ def dataset_summary(path: str | Path) -> dict[str, Any]:
     from lfa.reference import COUNT_TABLES
 
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
-    meta["counts"] = pd.read_csv(path / "counts.csv").to_dict("records")
+    fix = f"delete {path} and rerun, to prepare it again"
+    meta = read_json(path / "meta.json", fix)
+    meta["counts"] = read_csv(path / "counts.csv", fix).to_dict("records")
     images = path / "images.npy"
     meta["size_bytes"] = os.path.getsize(images) if images.exists() else None
     table = COUNT_TABLES.get(meta.get("reference_table") or "")

@@ -15,10 +15,10 @@ GPU-hours
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from lfa.io import read_json
 from lfa.plan import Job, Layout, experiment_datasets, plan, split_prepared_name
 
 #: Where the throughput was measured (benchmarks/RESULTS.md, benchmarks/gpu_check.sh).
@@ -61,7 +61,7 @@ IMAGENET_LT_LISTS = {"train": 115846, "val": 20000, "test": 50000}
 def _prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | None:
     path = Layout.from_config(config).prepared_file(prepared, "meta.json")
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, f"delete {path.parent} and rerun, to prepare it again")
     return None
 
 

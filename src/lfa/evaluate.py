@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lfa.io import read_table
 from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 
 #: Columns identifying a run in its metrics; the aggregate adds ``experiment`` in front (lfa.aggregate).
@@ -37,7 +38,7 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
         raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the prepared dataset's data_hash "
                                   f"{expected} (meta.json of {meta['name']}): the data changed after training; "
                                   "train the job again")
-    df = pd.read_parquet(path)
+    df = read_table(path, fix="train the job again")
     n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
     if n != len(meta["class_names"]) or any(f"label_{c}" not in df.columns for c in range(n)):
         raise PredictionsMismatch(f"{path}: scores for {n} classes (score_0..score_{n - 1}); the prepared dataset "
@@ -58,7 +59,7 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
 
 def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{'val': (scores, labels), 'test': (scores, labels)} from a predictions.parquet."""
-    df = pd.read_parquet(path)
+    df = read_table(path, fix="train the job again")
     n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
     score_cols = [f"score_{c}" for c in range(n)]
     label_cols = [f"label_{c}" for c in range(n)]

@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -109,3 +110,48 @@ def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         for key, value in (schema.metadata or {}).items()
         if key.decode() not in _RESERVED_METADATA
     }
+
+
+class UnreadableFile(ValueError):
+    """A file that is there but cannot be read as what it should be; the message names it and what to do."""
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, fix: str = "") -> Iterator[None]:
+    """Turn any failure to read ``path`` into one line naming the file, the cause and ``fix`` (what to do)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found" + (f"; {fix}" if fix else "")) from None
+    except UnreadableFile:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, pa.ArrowException) as err:
+        cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        detail = f"{path}: unreadable ({type(err).__name__}: {cause})"
+        raise UnreadableFile(detail + (f"; {fix}" if fix else "")) from err
+
+
+def read_json(path: str | Path, fix: str = "") -> Any:
+    import json
+
+    with reading(path, fix):
+        return json.loads(Path(path).read_text())
+
+
+def read_table(path: str | Path, columns: list[str] | None = None, fix: str = "") -> pd.DataFrame:
+    """A Parquet file as a DataFrame."""
+    with reading(path, fix):
+        return pd.read_parquet(path, columns=columns)
+
+
+def read_csv(path: str | Path, fix: str = "", **kwargs: Any) -> pd.DataFrame:
+    with reading(path, fix):
+        return pd.read_csv(path, **kwargs)
+
+
+def load_array(path: str | Path, fix: str = "") -> Any:
+    """A ``.npy`` array, memory-mapped read-only."""
+    import numpy as np
+
+    with reading(path, fix):
+        return np.load(path, mmap_mode="r")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lfa.io import read_json, read_table
 from lfa.plan import RUN_OUTPUTS, RUNTIME_KEYS, Job, Layout, plan
 
 
@@ -116,7 +117,6 @@ def _touch_in_order(config: dict[str, Any], layout: Layout, runs: list[Path]) ->
 
 def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
     """Write the content hash into each prepared ``meta.json`` that lacks it."""
-    import pandas as pd
 
     from lfa.datasets import content_hash
     from lfa.plan import prepared_datasets
@@ -126,10 +126,10 @@ def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
         meta_path = layout.prepared_file(name, "meta.json")
         if not meta_path.exists():
             continue
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path)
         if meta.get("data_hash"):
             continue
-        index = pd.read_parquet(layout.prepared_file(name, "index.parquet"))
+        index = read_table(layout.prepared_file(name, "index.parquet"))
         meta["data_hash"] = content_hash(layout.prepared_file(name, "images.npy"), index, meta["class_names"])
         tmp = meta_path.with_name(".meta.json.tmp")
         tmp.write_text(json.dumps(meta, indent=2))
@@ -161,10 +161,10 @@ def _forget_provenance(config: dict[str, Any], layout: Layout, snakefile: str | 
 
 def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool) -> None:
     info_path = old / "train_info.json"
-    if not all((old / n).exists() for n in RUN_OUTPUTS) or not _same_job(json.loads(info_path.read_text()), job):
+    if not all((old / n).exists() for n in RUN_OUTPUTS) or not _same_job(read_json(info_path), job):
         out.left.append(old)
         return
-    info = json.loads(info_path.read_text())
+    info = read_json(info_path)
     new = layout.run(job)
     if all((new / n).exists() for n in RUN_OUTPUTS):  # moved already from the experiment that trained it
         out.duplicates.append(old)
@@ -197,7 +197,7 @@ def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out
     from lfa.checkpoints import fingerprint
     from lfa.io import atomic_torch_save
 
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     expected = _legacy_fingerprint(name, job, dict(config["loss_params"].get(job.loss, {})), meta)
     files = [old / n for n in ("last.pt", "best.pt") if (old / n).exists()]
     states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]

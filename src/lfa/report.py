@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-import json
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from lfa import __version__  # noqa: E402
 from lfa.figures_lfa import loss_palette, plot_figure2  # noqa: E402
-from lfa.io import atomic_path  # noqa: E402
+from lfa.io import atomic_path, read_csv, read_json, read_table  # noqa: E402
 from lfa.paper import METRIC_LABELS, METRICS, TABLES, compare_with_paper, format_cell  # noqa: E402
 from lfa.plan import Layout  # noqa: E402
 
@@ -58,7 +57,7 @@ class ReportInputs:
 def loss_labels(curves: list[str | Path]) -> dict[str, str]:
     """Loss key → display name, as the loss registry gave them to the LFA curves (this module never imports
     torch, so it never reads the registry itself)."""
-    frames = [pd.read_parquet(p, columns=["loss", "display"]) for p in curves]
+    frames = [read_table(p, ["loss", "display"]) for p in curves]
     pairs = pd.concat(frames).drop_duplicates() if frames else pd.DataFrame(columns=["loss", "display"])
     return dict(zip(pairs["loss"], pairs["display"], strict=True))
 
@@ -368,7 +367,7 @@ def _load_logs(layout: Layout, runs: pd.DataFrame) -> pd.DataFrame:
     for r in runs.itertuples(index=False):
         path = layout.run_file(r.run, "train_log.csv")
         if r.run not in cache:
-            cache[r.run] = pd.read_csv(path) if path.exists() and path.stat().st_size else None
+            cache[r.run] = read_csv(path) if path.exists() and path.stat().st_size else None
         if cache[r.run] is not None:
             frames.append(cache[r.run].assign(experiment=r.experiment, dataset=r.dataset, backbone=r.backbone,
                                               loss=r.loss, seed=int(r.seed), fold=int(r.fold)))
@@ -378,7 +377,7 @@ def _load_logs(layout: Layout, runs: pd.DataFrame) -> pd.DataFrame:
 
 def _read_infos(layout: Layout, runs: pd.DataFrame) -> list[dict[str, Any]]:
     paths = [layout.run_file(run, "train_info.json") for run in runs["run"].drop_duplicates()]
-    return [json.loads(p.read_text()) for p in paths if p.exists()]
+    return [read_json(p) for p in paths if p.exists()]
 
 
 def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]]:
@@ -405,7 +404,7 @@ def lfa_sections(inputs: ReportInputs) -> list[dict[str, Any]]:
     """Figure 2 redrawn in each convention, from the curve tables."""
     out = []
     for conv_path, grad_path in zip(sorted(inputs.curves), sorted(inputs.gradients), strict=True):
-        curves, grads = pd.read_parquet(conv_path), pd.read_parquet(grad_path)
+        curves, grads = read_table(conv_path), read_table(grad_path)
         convention = "figure2" if "figure2" in Path(conv_path).name else "trained"
         fig = plot_figure2(curves, grads, convention, palette=loss_palette(sorted(curves["loss"].unique())))
         out.append({"convention": convention, "figure": fig_to_data_uri(fig)})
@@ -440,7 +439,7 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
     figures = []
     if len(datasets_of) == 1:
         dataset = datasets_of[0]
-        counts = pd.read_csv(res.layout.prepared_file(dataset, "counts.csv"))
+        counts = read_csv(res.layout.prepared_file(dataset, "counts.csv"))
         long_tailed = counts["count"].max() > 5 * counts["count"].min()
         for backbone in exp["backbones"]:
             sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
@@ -544,13 +543,13 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     check_config_hash(inputs)
     config = inputs.config
     layout = Layout.from_config(config)
-    runs = pd.read_parquet(inputs.runs)
+    runs = read_table(inputs.runs)
     labels = loss_labels(inputs.curves)
-    summary = pd.read_parquet(inputs.summary)
+    summary = read_table(inputs.summary)
     incomplete = incomplete_cells(summary, runs)
     res = _Results(
-        metrics=pd.read_parquet(inputs.metrics), summary=summary, incomplete=incomplete,
-        per_class=pd.read_parquet(inputs.per_class), comparisons=pd.read_parquet(inputs.comparisons), runs=runs,
+        metrics=read_table(inputs.metrics), summary=summary, incomplete=incomplete,
+        per_class=read_table(inputs.per_class), comparisons=read_table(inputs.comparisons), runs=runs,
         logs=_load_logs(layout, runs), labels=labels,
         palette=loss_palette(sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
                                     key=lambda n: _label(labels, n))),
