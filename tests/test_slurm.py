@@ -88,9 +88,10 @@ def _diagnostics() -> str:
     return "\n".join(out)
 
 
-def _wildcards(job_path: str) -> str:
-    """The plugin's wildcard string of a training job: its one wildcard, {run}, is the job's path."""
-    return job_path
+def _wildcards(value: str) -> str:
+    """The plugin's wildcard string: the values joined by '_', with '/' also made '_' (a training job's one
+    wildcard, {run}, is its path: a/b/c/d/s0_f1 -> a_b_c_d_s0_f1)."""
+    return value.replace("/", "_")
 
 
 def _cancel_first_training_job(work: Path, procs: list[subprocess.Popen], deadline: float) -> tuple[str, str]:
@@ -164,7 +165,7 @@ def _rule_jobs(run: SlurmRun) -> dict[str, tuple[str, bool, str]]:
     for local, rule, body in JOB_BLOCK.findall(run.output):
         fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))
         values = [kv.split("=", 1)[1] for kv in fields.get("wildcards", "").split(", ") if "=" in kv]
-        out[fields["jobid"]] = (rule, bool(local), "_".join(values))
+        out[fields["jobid"]] = (rule, bool(local), _wildcards("_".join(values)))
     return out
 
 
