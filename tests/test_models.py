@@ -189,7 +189,7 @@ def test_init_https_url_is_downloaded_once_and_checked(tmp_path, monkeypatch):
     assert path == init_cache_path(url) and path.read_bytes() == blob
     assert calls == ["https://weights.example.org/pgcon/resnet50.pth"]  # the fragment is not sent
     assert fetch_init(url) == path and len(calls) == 1  # cached
-    load_init(build_model("small_cnn", 2, 1), url)
+    assert load_init(build_model("small_cnn", 2, 1), url)["sha256"] == digest  # recorded in train_info.json
     with pytest.raises(CheckpointMismatch, match="sha256"):
         fetch_init("https://weights.example.org/other.pth#sha256=" + "0" * 64)
     assert not list((tmp_path / "cache" / "init").glob("*other*"))

@@ -20,6 +20,7 @@ from lfa.augment import apply_augment, draw_augment
 from lfa.checkpoints import CheckpointMismatch, load_model_checkpoint, load_state
 from lfa.config import validate_config
 from lfa.datasets import prepare
+from lfa.io import read_parquet_metadata
 from lfa.plan import Job, make_job, prepared_datasets
 from lfa.train import EXIT_INTERRUPTED, fingerprint, train
 
@@ -143,6 +144,8 @@ def test_a_state_made_from_other_data_is_not_resumed(workdir, tmp_path, capfd):
     assert "it was trained on other data (the prepared dataset changed: content hash" in err and "afresh" in err
     assert "resuming" not in err and info["samples_seen"] > 0 and len(pd.read_csv(tmp_path / "b/train_log.csv")) == 2
     assert info["data_hash"] == json.loads((prepared / "meta.json").read_text())["data_hash"]
+    made_from = read_parquet_metadata(tmp_path / "b/predictions.parquet")
+    assert (made_from["lfa.data_hash"], made_from["lfa.job_key"]) == (info["data_hash"], job.key)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty"])

@@ -291,5 +291,5 @@ def load_init(model: torch.nn.Module, source: str | Path) -> dict[str, Any]:
             f"(e.g. {missing[:3]}), {len(wrong)} with other shapes (e.g. {wrong[:3]}){hint}"
         )
     model.load_state_dict(mapped, strict=False)
-    return {"source": str(source), "path": str(path), "loaded": len(mapped), "skipped": len(skipped),
-            "head_initialised": sorted(head)}
+    return {"source": str(source), "path": str(path), "sha256": _sha256(path), "loaded": len(mapped),
+            "skipped": len(skipped), "head_initialised": sorted(head)}

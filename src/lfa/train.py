@@ -75,6 +75,7 @@ class Run:
     state: TrainingState
     chunk: int
     init_info: dict[str, Any] | None
+    seen: int = 0  # training images processed by this process
 
     @property
     def n_steps(self) -> int:
@@ -93,7 +94,6 @@ class Run:
     def predict(self, name: str, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return predict(self.model, self.data, self.batcher, self.split[name], self.s["amp"], self.s["batch_size"],
                        gen, self.chunk)
-    seen: int = 0  # training images processed by this process
 
 
 def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
@@ -290,8 +290,9 @@ def finish(run: Run, p: Progress, out_dir: Path, wall: float, diverged: str | No
     """The best model's predictions, the training log, ``train_info.json`` and ``model.pt``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     run.state.load_best(run.device)
-    write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged),
-                      {"lfa.job_key": run.job.key, "lfa.data_hash": run.prepared.meta.get("data_hash", "")})
+    made_from = {"lfa.job_key": run.job.key, "lfa.data_hash": run.prepared.meta.get("data_hash", ""),
+                 "lfa.init_sha256": (run.init_info or {}).get("sha256", "")}
+    write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged), made_from)
     log = pd.DataFrame(p.history)
     log["device"] = device_name(run.device)
     with atomic_path(out_dir / "train_log.csv") as tmp:
