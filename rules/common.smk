@@ -1,5 +1,6 @@
 # The plan (every job, once) and the layout (every path) of the validated config: what all rules read.
 from lfa.config import config_hash
+from lfa.figures_lfa import CONVENTIONS
 from lfa.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
 
 LAYOUT = Layout.from_config(config)

@@ -10,7 +10,7 @@ rule lfa_curves:
         loss_params=config["loss_params"],
         grid_points=config["lfa_grid_points"],
     wildcard_constraints:
-        convention="trained|figure2",
+        convention="|".join(CONVENTIONS),
     log:
         str(LAYOUT.log("lfa", "{convention}")),
     script:

@@ -2,8 +2,6 @@
 # The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
 import os
 
-CONVENTIONS = ["trained", "figure2"]
-
 
 rule report:
     input:

@@ -146,4 +146,3 @@ def test_snakemake_jobs_never_share_a_slot(tmp_path):
     assert busiest == 2  # --resources gpu=2 capped the concurrency at the two slots
     info = (tmp_path / "results/runs" / the_plan.experiments["again"][0].path / "train_info.json").read_text()
     assert '"gpu_slot":' in info and '"cuda_visible_devices":' in info
-    assert not (tmp_path / "results/runs/again").exists() and not (tmp_path / "results/runs/slots").exists()

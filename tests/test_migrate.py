@@ -90,3 +90,26 @@ def test_an_old_results_layout_is_moved_not_retrained(tiny_run, tmp_path):
     assert "resuming from epoch 2" in log
     assert json.loads((work / "results/runs" / plan(validate_config(tiny_config())).jobs[0].path
                        / "train_info.json").read_text())["migrated_from"].endswith("s0_f0")
+
+
+def test_old_resume_states_alone_are_found_and_moved(tiny_run, tmp_path):
+    """Only resume states of the old layout (every run was unfinished): still found, still moved."""
+    from lfa.migrate import check_results_layout, migrate
+
+    work = tmp_path / "w"
+    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake"))
+    n, _ = _to_legacy(work)
+    for old in (work / "results/runs").glob("*/*/*/*/s*_f*"):
+        shutil.rmtree(old)
+    config = validate_config({**tiny_config(), **{k: str(work / v) for k, v in
+                                                 (("data_dir", "data"), ("results_dir", "results"))}})
+    with pytest.raises(Exception, match=rf"holds 0 finished run\(s\) and {n} resume state\(s\)"):
+        check_results_layout(config)
+    done = migrate(config)
+    assert (len(done.moved), len(done.states)) == (0, n)
+    from lfa.checkpoints import fingerprint
+
+    job = plan(config).jobs[0]
+    state = torch.load(work / "results/state" / job.path / "last.pt", weights_only=True)
+    meta = json.loads((work / "data/prepared" / job.dataset / "meta.json").read_text())
+    assert state["fingerprint"] == fingerprint(job, meta)  # today's training resumes it

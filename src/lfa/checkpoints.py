@@ -25,7 +25,7 @@ class CheckpointMismatch(RuntimeError):
     """A checkpoint that belongs to another configuration (classes, backbone, job)."""
 
 
-def _load(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """``torch.load(weights_only=True)``; a file torch cannot read raises :class:`UnreadableCheckpoint` naming it
     (refusing code inside a checkpoint, a ``pickle.UnpicklingError``, is not turned into that)."""
     import pickle
@@ -104,9 +104,9 @@ class TrainingState:
         if not self.last.exists():
             return Progress(), ""
         try:
-            state = _load(self.last, device)
+            state = read_checkpoint(self.last, device)
             if self.best.exists():
-                _load(self.best, "cpu")
+                read_checkpoint(self.best, "cpu")
         except UnreadableCheckpoint as err:
             return Progress(), self.set_aside(str(err))
         if state.get("fingerprint") != self.fingerprint:
@@ -152,7 +152,7 @@ class TrainingState:
 
 def load_state(path: str | Path, fingerprint: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """A training state written for the run ``fingerprint``; ``None`` if it was written for another run."""
-    state = _load(path, device)
+    state = read_checkpoint(path, device)
     if state.get("fingerprint") != fingerprint:
         return None
     return state
@@ -164,7 +164,7 @@ def load_model_checkpoint(path: str | Path, device: torch.device | str = "cpu") 
 
     from lfa.models import build_model
 
-    ckpt = _load(path, device)
+    ckpt = read_checkpoint(path, device)
     for key in ("model", "backbone", "num_classes", "in_channels"):
         if key not in ckpt:
             raise CheckpointMismatch(f"{path}: not a model checkpoint written by lfa train (no {key!r})")
@@ -258,7 +258,7 @@ def load_init(model: torch.nn.Module, source: str | Path) -> dict[str, Any]:
     """
     path = fetch_init(source)
     try:
-        ckpt = _load(path)
+        ckpt = read_checkpoint(path)
     except UnreadableCheckpoint as err:
         again = (f"delete {path}, and the next run downloads it again" if path != Path(str(source)).expanduser()
                  else f"fetch {source} again")

@@ -139,12 +139,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args.configfile)
     layout, the_plan = Layout.from_config(config), plan(config)
+    out_html = Path(args.out) if args.out else layout.report
+    tables = layout.tables
     with tempfile.TemporaryDirectory(prefix="lfa-report-") as tmp:
         files = {name: layout.aggregate(name) for name in (*AGGREGATES, "runs")}
         if args.partial:
-            done = {name: [layout.run_file(j, "metrics.parquet") for j in jobs
-                           if layout.run_file(j, "metrics.parquet").exists()]
-                    for name, jobs in the_plan.experiments.items()}
+            done = {name: _evaluated(layout, jobs) for name, jobs in the_plan.experiments.items()}
             n_done, n_all = sum(map(len, done.values())), sum(map(len, the_plan.experiments.values()))
             if not n_done:
                 print("lfa report: no job has finished its evaluation yet", file=sys.stderr)
@@ -153,12 +153,32 @@ def cmd_report(args: argparse.Namespace) -> int:
             files = {**aggregate({k: v for k, v in done.items() if v}, tmp, {"lfa.config_hash": config_hash(config)}),
                      "runs": Path(tmp) / "runs.parquet"}
             write_parquet(runs_table(the_plan), files["runs"], {"lfa.config_hash": config_hash(config)})
+            tables = out_html.parent / "tables"  # the workflow's own tables are left as they are
         curves, gradients = _curve_files(config, layout, Path(tmp))
         inputs = ReportInputs(**{name: path for name, path in files.items()}, curves=curves, gradients=gradients,
-                              config=config, config_hash=config_hash(config), config_files=[args.configfile])
-        out = render_report(inputs, args.out or layout.report)
+                              config=config, config_hash=config_hash(config), config_files=[args.configfile],
+                              tables_dir=tables)
+        out = render_report(inputs, out_html)
     print(out)
     return 0
+
+
+def _evaluated(layout: Any, jobs: Any) -> list[Path]:
+    """The metrics files of ``jobs`` that exist and were made from today's prepared data."""
+    from lfa.io import read_json, read_parquet_metadata
+
+    out, stale = [], []
+    for job in jobs:
+        path, meta = layout.run_file(job, "metrics.parquet"), layout.prepared_file(job.dataset, "meta.json")
+        if not path.exists():
+            continue
+        made_from = read_parquet_metadata(path).get("lfa.data_hash")
+        today = read_json(meta).get("data_hash") if meta.exists() else None
+        (stale if made_from and today and made_from != today else out).append(path)
+    if stale:
+        print(f"{len(stale)} evaluated run(s) left out: made from other data than today's prepared set "
+              f"(e.g. {stale[0]}); snakemake trains them again", file=sys.stderr)
+    return out
 
 
 def _curve_files(config: dict[str, Any], layout: Any, tmp: Path) -> tuple[list[Path], list[Path]]:
@@ -285,15 +305,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as err:  # the user sees one clear line; --debug style tracebacks are in the job logs
-        from lfa.checkpoints import UnreadableCheckpoint
+        from lfa.checkpoints import CheckpointMismatch, UnreadableCheckpoint
         from lfa.config import ConfigError
         from lfa.evaluate import PredictionsMismatch
         from lfa.io import UnreadableFile
         from lfa.report import MixedResults
+        from lfa.sources.base import RawDataInvalid
+        from lfa.sources.images import CorruptImageError
 
         clear = (ConfigError, FileNotFoundError, KeyError, PredictionsMismatch, MixedResults, UnreadableFile,
-                 UnreadableCheckpoint)
-        if isinstance(err, clear):
+                 UnreadableCheckpoint, CheckpointMismatch, RawDataInvalid, CorruptImageError)
+        # a training job that diverged, or a backbone refusing the image size (models.input_size)
+        said = type(err).__name__ == "DivergenceError" or (isinstance(err, ValueError) and "backbone" in str(err))
+        if isinstance(err, clear) or said:
             print(f"lfa {args.command}: {err}", file=sys.stderr)
             return 2
         raise

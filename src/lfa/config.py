@@ -53,8 +53,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def _unknown(kind: str, key: str, name: str, known: list[str]) -> ConfigError:
+    import difflib
+
     plural = kind + ("es" if kind.endswith("s") else "s")
-    return ConfigError(f"{key}: unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return ConfigError(f"{key}: unknown {kind} {name!r}{hint}; known {plural}: {', '.join(sorted(known))}")
 
 
 #: Experiment and dataset names become folder and file names (and Snakemake wildcards): a safe character set.
@@ -69,7 +73,7 @@ def check_config(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{section}.{name}: names may hold letters, digits and _ . - only (not starting "
                                   "with . _ or -, no '..'), since they name folders and files")
     _check_folders(config)
-    _check_init(config, "train", config["train"].get("init", ""))
+    _check_init(config, "train", config["train"]["init"])
     for name, exp in config["experiments"].items():
         _check_init(config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
     _check_loss_params(config)

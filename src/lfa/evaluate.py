@@ -33,7 +33,8 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
     from lfa.io import read_parquet_metadata
 
     path = Path(path)
-    stamped, expected = read_parquet_metadata(path).get("lfa.data_hash"), meta.get("data_hash")
+    stamped = read_parquet_metadata(path, "train the job again").get("lfa.data_hash")
+    expected = meta.get("data_hash")
     if stamped and expected and stamped != expected:
         raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the prepared dataset's data_hash "
                                   f"{expected} (meta.json of {meta['name']}): the data changed after training; "

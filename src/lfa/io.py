@@ -102,9 +102,10 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapp
         pq.write_table(table, tmp)
 
 
-def read_parquet_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_parquet_metadata(path: str | os.PathLike[str], fix: str = "") -> dict[str, str]:
     """The string file metadata of a Parquet file, without pyarrow's and pandas' own entries."""
-    schema = pq.read_schema(path)
+    with reading(path, fix):
+        schema = pq.read_schema(path)
     return {
         key.decode(): value.decode()
         for key, value in (schema.metadata or {}).items()

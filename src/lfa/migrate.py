@@ -62,7 +62,7 @@ def _legacy_fingerprint(name: str, job: Job, config_loss_params: dict[str, Any],
 def _same_job(info: dict[str, Any], job: Job) -> bool:
     old = info.get("job", {})
     settings = {k: v for k, v in old.get("settings", {}).items() if k not in RUNTIME_KEYS}
-    params = {**job.loss_params, **{k: float(v) for k, v in old.get("loss_params", {}).items()}}
+    params = {k: float(v) for k, v in old.get("loss_params", {}).items()}
     return json.dumps(settings, sort_keys=True, default=str) == json.dumps(dict(job.settings), sort_keys=True,
                                                                            default=str) \
         and params == dict(job.loss_params)
@@ -77,13 +77,13 @@ def migrate(config: dict[str, Any], dry_run: bool = False, snakefile: str | Path
     """
     layout, out = Layout.from_config(config), Migration()
     legacy = set(layout.legacy_runs())
-    if not legacy:
+    if not legacy and not layout.legacy_states():
         return out
     if not dry_run:
         out.stamped = _stamp_prepared(config, layout)
     for name, jobs in plan(config).experiments.items():
         for job in jobs:
-            old = layout.runs / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+            old = layout.legacy_run(name, job)
             if old in legacy:
                 legacy.discard(old)
                 _move_run(layout, job, old, out, dry_run)
@@ -166,7 +166,8 @@ def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool
         return
     info = read_json(info_path)
     new = layout.run(job)
-    if all((new / n).exists() for n in RUN_OUTPUTS):  # moved already from the experiment that trained it
+    if all((new / n).exists() for n in RUN_OUTPUTS) or any(dst == new for _, dst in out.moved):
+        # moved already (or, in a dry run, to be moved) from the experiment that trained it
         out.duplicates.append(old)
         if not dry_run:
             shutil.rmtree(old)
@@ -187,20 +188,22 @@ def _move_run(layout: Layout, job: Job, old: Path, out: Migration, dry_run: bool
 
 
 def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out: Migration, dry_run: bool) -> None:
-    old = layout.states / name / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+    old = layout.legacy_state(name, job)
     new = layout.state(job)
     meta_path = layout.prepared_file(job.dataset, "meta.json")
     if not (old / "last.pt").exists() or new.exists() or not meta_path.exists():
         return
-    import torch
-
-    from lfa.checkpoints import fingerprint
+    from lfa.checkpoints import UnreadableCheckpoint, fingerprint, read_checkpoint
     from lfa.io import atomic_torch_save
 
     meta = read_json(meta_path)
     expected = _legacy_fingerprint(name, job, dict(config["loss_params"].get(job.loss, {})), meta)
     files = [old / n for n in ("last.pt", "best.pt") if (old / n).exists()]
-    states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    try:
+        states = [read_checkpoint(f) for f in files]
+    except UnreadableCheckpoint:  # a damaged old state is not worth moving: the job trains afresh
+        out.left.append(old)
+        return
     if any(s.get("fingerprint") != expected for s in states):
         return
     out.states.append((old, new))

@@ -47,8 +47,19 @@ RUN_OUTPUTS = ("model.pt", "train_log.csv", "train_info.json", "predictions.parq
 AGGREGATES = ("metrics", "summary", "per_class", "comparisons")
 
 
+def _numbers_as_floats(obj: Any) -> Any:
+    """``lr: 1`` and ``lr: 1.0`` are one setting: the identity hashes every number as a float."""
+    if isinstance(obj, bool) or not isinstance(obj, int | float | dict | list | tuple):
+        return obj
+    if isinstance(obj, int | float):
+        return float(obj)
+    if isinstance(obj, dict):
+        return {k: _numbers_as_floats(v) for k, v in obj.items()}
+    return [_numbers_as_floats(v) for v in obj]
+
+
 def _digest(obj: Any, n: int) -> str:
-    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(_numbers_as_floats(obj), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
@@ -303,6 +314,20 @@ class Layout:
     @property
     def gpu_slots(self) -> Path:
         return self.results / ".gpu_slots"
+
+    def legacy_run(self, experiment: str, job: Job) -> Path:
+        """Where the layout before job keys kept ``job``'s run for ``experiment`` (read by lfa.migrate only)."""
+        return self.runs / experiment / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+
+    def legacy_state(self, experiment: str, job: Job) -> Path:
+        return self.states / experiment / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+
+    def legacy_states(self) -> list[Path]:
+        """Resume states of the layout before job keys."""
+        if not self.states.is_dir():
+            return []
+        return sorted(p for p in self.states.glob("*/*/*/*/s*_f*")
+                      if p.is_dir() and not _SETTINGS_KEY.fullmatch(p.parent.name))
 
     def legacy_runs(self) -> list[Path]:
         """Run folders of the layout before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s_f``)."""

@@ -529,7 +529,7 @@ def check_config_hash(inputs: ReportInputs) -> None:
     from lfa.io import read_parquet_metadata
 
     for path in (inputs.metrics, inputs.summary, inputs.runs):
-        written = read_parquet_metadata(path).get("lfa.config_hash")
+        written = read_parquet_metadata(path, "run snakemake again to rebuild it").get("lfa.config_hash")
         if written is not None and written != inputs.config_hash:
             raise MixedResults(
                 f"{path} was aggregated under config hash {written}, and this report is for config hash "

@@ -27,6 +27,7 @@ class RunStatus:
     job: Job
     state: str  # finished, running, stopped, failed, waiting
     detail: str = ""
+    evaluated: bool = False  # its metrics.parquet exists (what a report counts)
 
 
 def _last_attempt(text: str) -> str:
@@ -51,7 +52,8 @@ def _progress(attempt: str, now: float, mtime: float) -> tuple[str, float]:
 def run_status(layout: Layout, job: Job, now: float | None = None) -> RunStatus:
     now = time.time() if now is None else now
     if all(layout.run_file(job, name).exists() for name in RUN_OUTPUTS):
-        return RunStatus(job, "finished")
+        evaluated = layout.run_file(job, "metrics.parquet").exists()
+        return RunStatus(job, "finished", "" if evaluated else "trained, not evaluated yet", evaluated)
     log = layout.log("train", job.path)
     if not log.exists():
         return RunStatus(job, "waiting")
@@ -89,7 +91,7 @@ def format_status(config: dict[str, Any], now: float | None = None) -> str:
         details += [f"  {name}: {r.state} {r.job.path}: {r.detail}" for r in runs if r.detail]
         cells: dict[tuple[str, str, str], list[bool]] = {}
         for r in runs:
-            cells.setdefault((r.job.dataset, r.job.backbone, r.job.loss), []).append(r.state == "finished")
+            cells.setdefault((r.job.dataset, r.job.backbone, r.job.loss), []).append(r.evaluated)
         incomplete += [f"  {name} · {' · '.join(cell)}: {sum(done)} of {len(done)} runs"
                        for cell, done in cells.items() if 0 < sum(done) < len(done)]
     if details:

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lfa.io import read_csv
 from lfa.sources.base import RawDataInvalid
 
 
 def read_counts_csv(path: str | Path) -> pd.DataFrame:
     """A class-count CSV (columns Class and Count, any case; also Label/Name and Quantity) as class, count."""
-    table = pd.read_csv(path, thousands=",", skipinitialspace=True)
+    table = read_csv(path, "fix the file or subset.counts_csv", thousands=",", skipinitialspace=True)
     columns = {c.strip().lower(): c for c in table.columns}
     cls = next((columns[c] for c in ("class", "label", "name") if c in columns), None)
     cnt = next((columns[c] for c in ("count", "quantity", "n") if c in columns), None)
