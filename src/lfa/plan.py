@@ -317,27 +317,32 @@ class Layout:
 
     def legacy_run(self, experiment: str, job: Job) -> Path:
         """Where the layout before job keys kept ``job``'s run for ``experiment`` (read by lfa.migrate only)."""
-        return self.runs / experiment / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+        return self.runs / _legacy_path(experiment, job)
 
     def legacy_state(self, experiment: str, job: Job) -> Path:
-        return self.states / experiment / job.dataset / job.backbone / job.loss / f"s{job.seed}_f{job.fold}"
+        return self.states / _legacy_path(experiment, job)
 
     def legacy_states(self) -> list[Path]:
         """Resume states of the layout before job keys."""
-        if not self.states.is_dir():
-            return []
-        return sorted(p for p in self.states.glob("*/*/*/*/s*_f*")
-                      if p.is_dir() and not _SETTINGS_KEY.fullmatch(p.parent.name))
+        return _legacy_folders(self.states)
 
     def legacy_runs(self) -> list[Path]:
         """Run folders of the layout before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s_f``)."""
-        if not self.runs.is_dir():
-            return []
-        return sorted(p for p in self.runs.glob("*/*/*/*/s*_f*")
-                      if p.is_dir() and not _SETTINGS_KEY.fullmatch(p.parent.name))
+        return _legacy_folders(self.runs)
 
 
 _SETTINGS_KEY = re.compile(r"[0-9a-f]{8}")
+
+
+def _legacy_path(experiment: str, job: Job) -> str:
+    return f"{experiment}/{job.dataset}/{job.backbone}/{job.loss}/s{job.seed}_f{job.fold}"
+
+
+def _legacy_folders(root: Path) -> list[Path]:
+    """``<root>/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>``: no settings key above the run."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*/*/*/*/s*_f*") if p.is_dir() and not _SETTINGS_KEY.fullmatch(p.parent.name))
 
 
 def _job_path(job: Job | str) -> str:
