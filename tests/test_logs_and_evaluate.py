@@ -122,3 +122,13 @@ def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
     df[df.split == "val"].to_parquet(path)
     with pytest.raises(PredictionsMismatch, match=r"no rows with split == 'test'"):
         check_predictions(path, _meta())
+
+
+def test_a_damaged_parquet_footer_names_the_file(tmp_path):
+    from lfa.evaluate import check_predictions
+    from lfa.io import UnreadableFile
+
+    path = tmp_path / "predictions.parquet"
+    path.write_bytes(b"not a parquet file at all")
+    with pytest.raises(UnreadableFile, match=rf"{path}: unreadable \(.*\); train the job again"):
+        check_predictions(path, _meta())

@@ -113,3 +113,13 @@ def test_old_resume_states_alone_are_found_and_moved(tiny_run, tmp_path):
     state = torch.load(work / "results/state" / job.path / "last.pt", weights_only=True)
     meta = json.loads((work / "data/prepared" / job.dataset / "meta.json").read_text())
     assert state["fingerprint"] == fingerprint(job, meta)  # today's training resumes it
+
+
+def test_an_old_run_with_other_loss_parameters_is_not_taken_for_the_job():
+    from lfa.migrate import _same_job
+
+    config = validate_config({**tiny_config(), "loss_params": {"fece": {"gamma": 1.0}}})
+    job = next(j for j in plan(config).jobs if j.loss == "fece")
+    old = {"job": {"settings": job.train_settings(), "loss_params": {}}}  # trained with the default gamma 2
+    assert not _same_job(old, job)
+    assert _same_job({"job": {"settings": job.train_settings(), "loss_params": {"gamma": 1}}}, job)

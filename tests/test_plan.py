@@ -128,3 +128,10 @@ def test_every_job_path_is_unique_and_parses_back(configfile):
     the_plan = plan(config)
     assert len({j.path for j in the_plan.jobs}) == len(the_plan.jobs)
     assert all(the_plan.job(j.path) == j for j in the_plan.jobs)
+
+
+def test_a_number_written_as_int_or_float_is_one_setting():
+    config = validate_config(tiny_config())
+    one = make_job(config, "tiny_lt", "digits_lt", "small_cnn", "fece", 0, 0, {"lr": 1, "weight_decay": 0})
+    other = make_job(config, "tiny_lt", "digits_lt", "small_cnn", "fece", 0, 0, {"lr": 1.0, "weight_decay": 0.0})
+    assert one == other and one.key == other.key and one.path == other.path
