@@ -146,3 +146,21 @@ def test_evaluate_outside_the_results_tree_asks_for_the_keys(tmp_path):
     metrics = pd.read_parquet(tmp_path / "m.parquet")
     assert metrics["dataset"].tolist() == ["mine"] and "experiment" not in metrics.columns
     assert metrics["auc"].tolist() == [1.0]
+
+
+@pytest.mark.slow
+def test_a_partial_report_leaves_out_runs_evaluated_on_other_data(tiny_run, tmp_path):
+    from lfa.io import read_table, write_parquet
+
+    work = tmp_path / "w"
+    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake", "reports"))
+    job = plan(validate_config(tiny_config())).experiments["tiny_lt"][0]
+    metrics = work / "results/runs" / job.path / "metrics.parquet"
+    write_parquet(read_table(metrics), metrics, {"lfa.data_hash": "0123456789abcdef"})  # before a re-prepare
+    proc = run("report", "--configfile", "config.yaml", "--partial", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    where = metrics.relative_to(work)
+    assert f"1 evaluated run(s) left out: made from other data than today's prepared set (e.g. {where})" in proc.stderr
+    assert "17 of 18 jobs evaluated" in proc.stderr
+    html = (work / "reports/report.html").read_text()
+    assert (work / "reports/tables/tiny_lt.csv").exists() and "only 2 of 3 runs" in html
