@@ -24,13 +24,15 @@ class PredictionsMismatch(ValueError):
 
 
 def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFrame | None = None,
-                      fold: int | None = None) -> None:
+                      fold: int | None = None) -> str:
     """Refuse predictions made from other data, with other classes, or on other splits than the prepared set's.
 
     ``meta``: the prepared dataset's ``meta.json``; with its ``index`` and the job's ``fold`` the validation
-    and test samples must be exactly that fold rotation's.
+    and test samples must be exactly that fold rotation's. Reads the file's schema and its ``id`` and
+    ``split`` columns only (the scores are read once, by :func:`evaluate_job`). Returns the data hash the
+    predictions carry ("" for predictions written before content hashes).
     """
-    from lfa.io import read_parquet_metadata
+    from lfa.io import parquet_columns, read_parquet_metadata
 
     path = Path(path)
     stamped = read_parquet_metadata(path, "train the job again").get("lfa.data_hash")
@@ -39,11 +41,12 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
         raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the prepared dataset's data_hash "
                                   f"{expected} (meta.json of {meta['name']}): the data changed after training; "
                                   "train the job again")
-    df = read_table(path, fix="train the job again")
-    n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
-    if n != len(meta["class_names"]) or any(f"label_{c}" not in df.columns for c in range(n)):
+    columns = parquet_columns(path, "train the job again")
+    n = len([c for c in columns if re.fullmatch(r"score_\d+", c)])
+    if n != len(meta["class_names"]) or any(f"label_{c}" not in columns for c in range(n)):
         raise PredictionsMismatch(f"{path}: scores for {n} classes (score_0..score_{n - 1}); the prepared dataset "
                                   f"{meta['name']} has {len(meta['class_names'])}")
+    df = read_table(path, ["id", "split"], fix="train the job again")
     for split in ("val", "test"):
         if not (df["split"] == split).any():
             raise PredictionsMismatch(f"{path}: no rows with split == {split!r}; nothing to evaluate")
@@ -56,6 +59,7 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
                 raise PredictionsMismatch(
                     f"{path}: the {split} ids are not fold {f} of the prepared dataset {meta['name']} "
                     f"({len(have - want)} foreign, {len(want - have)} missing): train the job again")
+    return stamped or ""
 
 
 def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -132,6 +132,12 @@ def reading(path: str | Path, fix: str = "") -> Iterator[None]:
         raise UnreadableFile(detail + (f"; {fix}" if fix else "")) from err
 
 
+def parquet_columns(path: str | Path, fix: str = "") -> list[str]:
+    """The column names of a Parquet file, from its schema (no data read)."""
+    with reading(path, fix):
+        return list(pq.read_schema(path).names)
+
+
 def read_json(path: str | Path, fix: str = "") -> Any:
     import json
 

@@ -1,7 +1,7 @@
 """Snakemake adapter: per-class metrics of one run (lfa.evaluate.evaluate_job)."""
 
 from lfa.evaluate import check_predictions, evaluate_job
-from lfa.io import read_json, read_parquet_metadata, read_table, write_parquet
+from lfa.io import read_json, read_table, write_parquet
 from lfa.logs import logged
 from lfa.plan import plan
 
@@ -9,9 +9,8 @@ sm = snakemake  # noqa: F821  (injected by Snakemake)
 job = plan(sm.config).job(sm.wildcards.run)
 with logged(sm.log[0]):
     meta = read_json(sm.input.meta)
-    check_predictions(sm.input.predictions, meta, read_table(sm.input.index, ["id", "fold"]), job.fold)
+    made_from = check_predictions(sm.input.predictions, meta, read_table(sm.input.index, ["id", "fold"]), job.fold)
     keys = {"dataset": job.dataset, "backbone": job.backbone, "loss": job.loss, "seed": job.seed, "fold": job.fold}
     diverged = "diverged" in read_json(sm.input.info)
     df = evaluate_job(sm.input.predictions, keys, meta["class_names"], meta.get("ratio_k"), diverged)
-    made_from = read_parquet_metadata(sm.input.predictions).get("lfa.data_hash", "")  # checked above
     write_parquet(df, sm.output.metrics, {"lfa.job_key": job.key, "lfa.data_hash": made_from})
