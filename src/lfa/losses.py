@@ -8,7 +8,13 @@ predicted probability ``p = sigmoid(z)`` of each class (``z``: the logit) and av
 The terms are computed from the logits with log-sigmoid identities (``ln p = logsigmoid(z)``,
 ``ln(1 - p) = logsigmoid(-z)``, ``1/p - 1 = exp(-z)``, ``p**g = exp(g * logsigmoid(z))``), always in at
 least float32 (autocast is switched off inside the loss), so values and gradients stay finite for logits in
-[-30, 30] in float32 and under bfloat16 autocast.
+[-30, 30] in float32 and under bfloat16 autocast; :meth:`Loss.forward` evaluates each term only where its
+label uses it, so a label's loss never turns NaN through the other label's term (ECE's ``exp(z)`` overflows
+beyond ``|z| = 88.7`` in float32).
+
+Every loss also takes ``eps`` (default 0: exact): ``eps > 0`` is the seed's numerics, ``p`` clamped to
+``[eps, 1 - eps]`` (the logit to ``±logit(1 - eps)``, :meth:`Loss.terms`) and ECE's ``1/p - 1`` computed
+as ``1/(p + eps) - 1``; see ``docs/losses.md``.
 
 A loss is one class with the :func:`register_loss` decorator; the registry is what training, the
 configuration check and the LFA curves (:mod:`lfa.curves`) read, so a new class needs nothing else.
@@ -20,6 +26,7 @@ import copy
 import math
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,9 +42,13 @@ __all__ = [
     "FocalLoss",
     "Loss",
     "UnknownLossError",
+    "GRID_RANGE",
+    "LossCheckError",
     "build_loss",
+    "check_terms",
     "display_name",
     "get_loss",
+    "lfa_grid",
     "loss_defaults",
     "loss_names",
     "register_loss",
@@ -58,9 +69,11 @@ class Loss(torch.nn.Module):
 
     Subclasses set the class attributes ``name`` (registry key), ``display`` (name in tables and figures)
     and ``defaults`` (hyper-parameters with the paper's values) and implement :meth:`compute_terms`.
+    Every loss also takes the hyper-parameters of :attr:`common_defaults` (``eps``), handled here.
 
     Attributes:
-        hparams: the hyper-parameters of this instance (defaults updated by the constructor's arguments).
+        hparams: the hyper-parameters of this instance (defaults, ``eps`` included, updated by the
+            constructor's arguments).
         log_scale: factor applied to the value of every logarithm in the loss, keeping the logarithm's
             natural derivative (``d ln q / dq = 1/q``). ``1.0`` (natural logarithm) for training; the LFA
             ``figure2`` convention sets ``1/ln 10`` (see :mod:`lfa.curves`).
@@ -69,20 +82,42 @@ class Loss(torch.nn.Module):
     name: ClassVar[str] = ""
     display: ClassVar[str] = ""
     defaults: ClassVar[dict[str, float]] = {}
+    #: Hyper-parameters every loss takes besides its own ``defaults``: ``eps`` (0: exact numerics; > 0: the
+    #: seed's, ``p`` clamped to ``[eps, 1 - eps]``, see :meth:`terms`).
+    common_defaults: ClassVar[dict[str, float]] = {"eps": 0.0}
     log_scale: float = 1.0
 
     def __init__(self, **params: float) -> None:
         super().__init__()
-        unknown = sorted(set(params) - set(self.defaults))
+        accepted = self.all_defaults()
+        unknown = sorted(set(params) - set(accepted))
         if unknown:
-            accepted = ", ".join(sorted(self.defaults)) or "no hyper-parameters"
-            raise TypeError(f"loss {self.name!r}: unknown hyper-parameter(s) {unknown}; accepted: {accepted}")
-        merged = {**self.defaults, **params}
+            raise TypeError(f"loss {self.name!r}: unknown hyper-parameter(s) {unknown}; accepted: "
+                            f"{', '.join(sorted(accepted))}")
+        merged = {**accepted, **params}
         self.hparams: dict[str, float] = {key: float(value) for key, value in merged.items()}
         for key, value in self.hparams.items():
             if not math.isfinite(value):
                 raise ValueError(f"loss {self.name!r}: hyper-parameter {key} must be finite, got {value}")
+        if not 0.0 <= self.hparams["eps"] < 0.5:
+            raise ValueError(f"loss {self.name!r}: eps must be in [0, 0.5), got {self.hparams['eps']}")
         self.check_hparams()
+
+    @classmethod
+    def all_defaults(cls) -> dict[str, float]:
+        """``defaults`` followed by the :attr:`common_defaults` the class does not set itself (a copy)."""
+        return {**cls.defaults, **{k: v for k, v in Loss.common_defaults.items() if k not in cls.defaults}}
+
+    @property
+    def eps(self) -> float:
+        """The probability clamp (0: none, the exact loss)."""
+        return self.hparams.get("eps", 0.0)
+
+    @property
+    def logit_bound(self) -> float:
+        """``logit(1 - eps)``: where ``eps > 0`` clamps the logits (``inf`` for ``eps = 0``)."""
+        eps = self.eps
+        return math.log1p(-eps) - math.log(eps) if eps > 0 else math.inf
 
     def check_hparams(self) -> None:
         """Validate ``self.hparams`` (raise ``ValueError``); the base class accepts any finite values."""
@@ -106,21 +141,36 @@ class Loss(torch.nn.Module):
         """Elementwise ``(L+, L-)`` of the logits ``z`` (float32 or float64, autocast disabled)."""
         raise NotImplementedError
 
+    def _logits(self, logits: Tensor) -> Tensor:
+        """``logits`` in at least float32; with ``eps > 0`` clamped to ``±logit(1 - eps)``, which is clamping
+        ``p`` to ``[eps, 1 - eps]`` (the terms are constant beyond, their gradient zero)."""
+        z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if self.eps > 0:
+            z = z.clamp(-self.logit_bound, self.logit_bound)
+        return z
+
     def terms(self, logits: Tensor) -> tuple[Tensor, Tensor]:
         """Positive-label and negative-label terms ``(L+, L-)``, elementwise, same shape as ``logits``.
 
-        Computed in float32 (float64 inputs stay float64) with autocast disabled.
+        Computed in float32 (float64 inputs stay float64) with autocast disabled; with ``eps > 0`` at logits
+        clamped to ``±logit(1 - eps)``.
         """
-        dtype = torch.promote_types(logits.dtype, torch.float32)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            return self.compute_terms(logits.to(dtype))
+            return self.compute_terms(self._logits(logits))
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        """Mean over all elements of ``y * L+ + (1 - y) * L-`` (a scalar)."""
+        """Mean over all elements of ``y * L+ + (1 - y) * L-`` (a scalar).
+
+        Each term is evaluated only where its label weight is non-zero (``L+`` where ``y != 0``, ``L-`` where
+        ``y != 1``) and at ``z = 0`` elsewhere, so a term that overflows where it is not used (ECE's
+        ``exp(z)`` for a positive label at ``z >= 89`` in float32) adds neither ``0 * inf = NaN`` to the value
+        nor to the gradient. Where both terms are finite this is the plain formula, bit for bit.
+        """
         if logits.shape != targets.shape:
             raise ValueError(f"loss {self.name!r}: logits {tuple(logits.shape)} and targets "
                              f"{tuple(targets.shape)} differ in shape")
-        pos, neg = self.terms(logits)
+        pos = self.terms(torch.where(targets != 0, logits, 0.0))[0]
+        neg = self.terms(torch.where(targets != 1, logits, 0.0))[1]
         y = targets.to(pos.dtype)
         return (y * pos + (1.0 - y) * neg).mean()
 
@@ -142,6 +192,66 @@ def _check_gammas(loss: Loss, *keys: str) -> None:
 def _focal_term(loss: Loss, gamma: float, log_focus: Tensor, log_own: Tensor) -> Tensor:
     """``-exp(gamma * log_focus) * ln(own)``: a focal-weighted log term from log-probabilities."""
     return -torch.exp(gamma * log_focus) * loss.scaled_log(log_own)
+
+
+def _inverse_term(loss: Loss, z: Tensor) -> Tensor:
+    """ECE's ``1/q - 1`` at own-label probability ``q = sigmoid(z)``: ``exp(-z)`` (exact), or with ``eps > 0``
+    the seed's ``1/(q + eps) - 1`` (at most ``1/(2 eps) - 1`` on the clamped logits)."""
+    if loss.eps > 0:
+        return 1.0 / (torch.sigmoid(z) + loss.eps) - 1.0
+    return torch.exp(-z)
+
+
+#: First and last predicted probability of the LFA grid (the x-axis of Figure 2, :mod:`lfa.curves`).
+GRID_RANGE = (0.1, 0.999)
+
+
+def lfa_grid(points: int = 181) -> np.ndarray:
+    """The LFA grid: ``points`` probabilities evenly spaced over :data:`GRID_RANGE` (the config's
+    ``lfa_grid_points``), on which the curves are drawn and every configured loss is checked."""
+    return np.linspace(*GRID_RANGE, points)
+
+
+class LossCheckError(ValueError):
+    """A loss whose terms cannot train: wrong shape, not finite, or with a gradient that is zero everywhere."""
+
+
+def _check_pair(loss: Loss, out: object, z: Tensor) -> tuple[Tensor, Tensor]:
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
+        raise LossCheckError(f"loss {loss.name!r}: compute_terms must return a pair of tensors (L+, L-), "
+                             f"got {type(out).__name__}")
+    for which, term in zip(("L+", "L-"), out, strict=True):
+        if term.shape != z.shape:
+            raise LossCheckError(f"loss {loss.name!r}: {which} has shape {tuple(term.shape)}, the logits "
+                                 f"{tuple(z.shape)}; compute_terms works elementwise")
+    return out
+
+
+def check_terms(loss: Loss, p: np.ndarray | Tensor) -> None:
+    """Refuse a loss that could not train (:class:`LossCheckError`, naming the term and a probability).
+
+    Each term is evaluated with its gradient (autograd) at the logits of the LFA grid's probabilities ``p``
+    (the positive term at ``p``, the negative one at ``1 - p``), in float32 (as trained) and float64 (as the
+    LFA curves are computed): it must be finite, and its gradient must be non-zero somewhere.
+    """
+    grid = torch.as_tensor(p, dtype=torch.float64)
+    for dtype in (torch.float32, torch.float64):
+        for index, which, at in ((0, "positive-label term L+", grid), (1, "negative-label term L-", 1.0 - grid)):
+            z = torch.logit(at).to(dtype).requires_grad_(True)
+            with torch.enable_grad():
+                term = _check_pair(loss, loss.terms(z), z)[index]
+                grad = torch.autograd.grad(term.sum(), z)[0] if term.requires_grad else torch.zeros_like(z)
+            for what, values in (("value", term.detach()), ("gradient", grad)):
+                bad = torch.nonzero(~torch.isfinite(values))
+                if len(bad):
+                    i = int(bad[0])
+                    raise LossCheckError(f"loss {loss.name!r}: the {what} of its {which} is not finite at "
+                                         f"p = {float(at[i]):.4g} ({dtype}): {float(values[i])}; compute it from "
+                                         "the logits (e.g. logsigmoid(z), not log(sigmoid(z)))")
+            if not bool((grad != 0).any()):
+                raise LossCheckError(f"loss {loss.name!r}: the gradient of its {which} is zero at every point of "
+                                     f"the LFA grid (p from {float(grid[0]):g} to {float(grid[-1]):g}): it "
+                                     "would never learn from those labels")
 
 
 def register_loss(cls: type[Loss]) -> type[Loss]:
@@ -177,8 +287,8 @@ def build_loss(name: str, **params: float) -> Loss:
 
 
 def loss_defaults(name: str) -> dict[str, float]:
-    """The default hyper-parameters of the loss ``name`` (a copy)."""
-    return dict(get_loss(name).defaults)
+    """The default hyper-parameters of the loss ``name``, ``eps`` included (a copy)."""
+    return get_loss(name).all_defaults()
 
 
 def display_name(name: str) -> str:
@@ -303,7 +413,7 @@ class ExponentialCrossEntropy(Loss):
     defaults: ClassVar[dict[str, float]] = {}
 
     def compute_terms(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.exp(-z), torch.exp(z)
+        return _inverse_term(self, z), _inverse_term(self, -z)
 
 
 @register_loss
@@ -320,4 +430,4 @@ class FocalECE(Loss):
     def compute_terms(self, z: Tensor) -> tuple[Tensor, Tensor]:
         log_p = torch.nn.functional.logsigmoid(z)
         log_1mp = torch.nn.functional.logsigmoid(-z)
-        return torch.exp(-z), _focal_term(self, self.hparams["gamma"], log_p, log_1mp)
+        return _inverse_term(self, z), _focal_term(self, self.hparams["gamma"], log_p, log_1mp)
