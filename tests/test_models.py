@@ -205,3 +205,158 @@ def test_init_https_url_is_downloaded_once_and_checked(tmp_path, monkeypatch):
     init_cache_path(unpinned).write_bytes(blob[: len(blob) // 2])
     with pytest.raises(UnreadableCheckpoint, match=rf"train.init: {init_cache_path(unpinned)}: unreadable .*delete"):
         load_init(build_model("small_cnn", 2, 1), unpinned)
+
+
+# --------------------------------------------------------------------------------- library backbones by name
+LIBRARY_MODELS = ["timm:resnet18", "torchvision:resnet18", "torchvision:mobilenet_v3_small",
+                  "timm:vit_tiny_patch16_224"]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: building a model without ``pretrained`` must not fetch anything."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model build tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("name", LIBRARY_MODELS)
+def test_library_backbones_end_in_one_logit_per_class_and_learn(name, offline):
+    torch.manual_seed(0)
+    info = get_backbone(name)
+    assert info.display == name == info.name  # tables and figures show the name as written in the config
+    assert get_backbone(name) is info  # resolved once, cached
+    assert name not in backbone_names()  # the registered list stays the registered ones
+    side = info.fixed_size or 32
+    for in_channels in (1, 3):
+        model = build_model(name, 3, in_channels).train()
+        x = torch.rand(2, in_channels, side, side)
+        out = model(x)
+        assert out.shape == (2, 3) and out.dtype == torch.float32
+        out.square().mean().backward()
+        first = next(m for m in model.body.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first.in_channels == in_channels  # the first layer takes the images' channels (no repeat)
+        assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+        head = [m for m in model.body.modules() if isinstance(m, torch.nn.Linear)][-1]
+        assert head.out_features == 3 and head.weight.grad.abs().sum() > 0
+
+
+def test_library_backbone_input_sizes():
+    vit = get_backbone("timm:vit_tiny_patch16_224")
+    assert (vit.min_size, vit.default_size, vit.fixed_size) == (224, 224, 224)
+    assert input_size("timm:vit_tiny_patch16_224", 0, 32) == 224  # resized to its fixed side
+    with pytest.raises(ValueError, match="224x224 images only"):
+        input_size("timm:vit_tiny_patch16_224", 256, 32)
+    assert (get_backbone("timm:resnet18").min_size, get_backbone("timm:resnet18").fixed_size) == (32, 0)
+    assert input_size("timm:resnet18", 0, 50) == 50
+    with pytest.raises(ValueError, match=r"at least 32x32.*train.image_size \(e.g. 224\)"):
+        input_size("timm:resnet18", 0, 8)
+    assert input_size("torchvision:resnet18", 0, 8) == 8  # torchvision's weights say min_size (1, 1)
+    assert get_backbone("torchvision:vit_b_16").fixed_size == 224  # resolved without building it
+    assert get_backbone("torchvision:inception_v3").min_size == 75
+    assert get_backbone("timm:vit_tiny_patch16_224.augreg_in21k").fixed_size == 224  # a pretrained tag
+
+
+def test_unknown_library_models_name_the_close_ones():
+    from lfa.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"unknown backbone 'timm:resnet181'.*did you mean timm:resnet18\b"):
+        get_backbone("timm:resnet181")
+    with pytest.raises(UnknownNameError, match=r"did you mean timm:vit_tiny_patch16_224.augreg_in21k"):
+        get_backbone("timm:vit_tiny_patch16_224.nope")
+    with pytest.raises(UnknownNameError, match=r"torchvision has no model 'resnet-18' \(did you mean "
+                                               r"torchvision:resnet18\b"):
+        get_backbone("torchvision:resnet-18")
+    with pytest.raises(UnknownNameError, match=r"no library 'torchvison' \(did you mean torchvision:resnet18\?\)"):
+        get_backbone("torchvison:resnet18")
+    with pytest.raises(UnknownNameError, match=r"known backbones: .*; or a library's model: timm:<model>, "
+                                               r"torchvision:<model> \(here: timm:resnet18, torchvision:resnet18\)"):
+        get_backbone("resnet18")
+
+
+def _small_config(backbones: list[str]) -> dict:
+    return {"datasets": {"d": {"source": "digits", "subset": {"kind": "all"}}},
+            "experiments": {"e": {"dataset": "d", "backbones": backbones, "losses": ["bce"]}}}
+
+
+def test_config_check_takes_library_names_and_refuses_unknown_ones_before_any_job():
+    from lfa.config import ConfigError, validate_config
+
+    validate_config(_small_config(["timm:resnet18", "torchvision:mobilenet_v3_small", "small_cnn"]))
+    with pytest.raises(ConfigError, match=r"experiments.e.backbones: unknown backbone 'timm:resnet181': timm has no "
+                                          r"model 'resnet181' \(did you mean timm:resnet18"):
+        validate_config(_small_config(["timm:resnet181"]))
+    with pytest.raises(ConfigError, match=r"experiments.e.backbones: .*did you mean torchvision:mobilenet_v3_small"):
+        validate_config(_small_config(["torchvision:mobilenet_v3_smal"]))
+
+
+def test_a_missing_library_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from lfa import models
+    from lfa.config import ConfigError, validate_config
+
+    models._resolved.cache_clear()
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed
+    try:
+        with pytest.raises(ImportError, match=r"backbone 'timm:resnet18' needs the timm package.*pip install timm"):
+            get_backbone("timm:resnet18")
+        with pytest.raises(ConfigError, match=r"experiments.e.backbones: backbone 'timm:resnet18' needs the timm"):
+            validate_config(_small_config(["timm:resnet18"]))
+    finally:
+        models._resolved.cache_clear()
+
+
+def test_pretrained_weights_are_fetched_only_when_asked_for(monkeypatch):
+    """``train.pretrained``: the library's weights (a hub download at run time), replaced here by local ones."""
+    import timm.models._builder
+    from torchvision.models._api import WeightsEnum
+
+    calls = []
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", lambda model, *a, **k: calls.append(type(model)))
+    build_model("timm:resnet18", 3, 1)
+    assert calls == []
+    build_model("timm:resnet18", 3, 1, pretrained=True)
+    assert len(calls) == 1
+
+    torch.manual_seed(5)
+    imagenet = torchvision.models.resnet18(weights=None).state_dict()  # stands for the ImageNet weights
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: imagenet)
+    model = build_model("torchvision:resnet18", 3, 1, pretrained=True)
+    assert torch.equal(model.body.layer1[0].conv1.weight, imagenet["layer1.0.conv1.weight"])
+    assert torch.allclose(model.body.conv1.weight, imagenet["conv1.weight"].sum(dim=1, keepdim=True))
+    assert model.body.fc.out_features == 3  # a new head of C outputs
+
+
+def test_load_init_maps_library_backbones_and_names_a_channel_mismatch(tmp_path):
+    import timm
+
+    state = {f"module.{k}": v for k, v in timm.create_model("resnet18").state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "timm_r18.pth")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "tv_r18.pth")
+    for name, path in (("timm:resnet18", "timm_r18.pth"), ("torchvision:resnet18", "tv_r18.pth")):
+        model = build_model(name, 3, 3)
+        summary = load_init(model, tmp_path / path)
+        assert summary["head_initialised"] == ["body.fc.bias", "body.fc.weight"] and summary["skipped"] == 2
+    with pytest.raises(CheckpointMismatch, match=r"body.conv1.weight \(64, 3, 7, 7\) != \(64, 1, 7, 7\)"):
+        load_init(build_model("torchvision:resnet18", 3, 1), tmp_path / "tv_r18.pth")
+
+
+def test_registered_backbones_are_unchanged():
+    """The registered names keep their sizes and their preprocessing (the library path added nothing to them)."""
+    sizes = {name: (get_backbone(name).display, get_backbone(name).min_size, get_backbone(name).default_size,
+                    get_backbone(name).fixed_size) for name in backbone_names()}
+    assert sizes == {
+        "alexnet": ("AlexNet", 63, 256, 0), "botnet": ("BoTNet-26T", 256, 256, 256),
+        "cifar_resnet": ("ResNet-18 (CIFAR)", 8, 32, 0), "cifar_resnet20": ("ResNet-20 (CIFAR)", 8, 32, 0),
+        "densenet121": ("DenseNet-121", 32, 256, 0), "resnet50": ("ResNet-50", 32, 256, 0),
+        "small_cnn": ("Small CNN", 1, 0, 0),
+    }
+    grey, rgb = build_model("small_cnn", 2, 1), build_model("resnet50", 2, 1)
+    assert grey.normalize.mean.flatten().tolist() == [0.5] and grey.normalize.std.flatten().tolist() == [0.25]
+    assert rgb.repeat == 3 and rgb.body.conv1.in_channels == 3  # registered torchvision models still repeat grey
+    assert torch.allclose(build_model("resnet50", 2, 3).normalize.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))

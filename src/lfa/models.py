@@ -13,17 +13,26 @@ Models take float images in [0, 1], shape (B, C_in, H, W); normalisation happens
 
 PGCon is not an architecture: the paper's "PGCon" rows are a ResNet-50 initialised from PGCon's
 self-supervised weights (``train.init``, :func:`lfa.checkpoints.load_init`).
+
+Besides the registered names, ``timm:<model>`` (any ``timm.list_models()`` name, optionally with a
+pretrained tag, ``timm:vit_tiny_patch16_224.augreg_in21k``) and ``torchvision:<model>`` (any of
+``torchvision.models.list_models(module=torchvision.models)``) are backbones: :func:`get_backbone` resolves
+them through a resolver per prefix (:func:`register_backbone_resolver`) on first lookup and caches the
+:class:`BackboneInfo`, so training, :func:`input_size`, the cost estimate and the report take them like any
+other name. See ``docs/training.md`` ("Backbones by name").
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from lfa.registry import Registry, origin_of
+from lfa.registry import DuplicateNameError, Registry, UnknownNameError, origin_of
 
 
 @dataclass(frozen=True)
@@ -51,21 +60,84 @@ def register_backbone(name: str, display: str, min_size: int = 1, default_size: 
 
 
 def backbone_names() -> list[str]:
+    """The registered backbones (library models, ``timm:<model>`` and ``torchvision:<model>``, are not listed)."""
     return _BACKBONES.names()
 
 
+#: ``prefix`` → a function turning a library's model name into its :class:`BackboneInfo` (``timm``, ``torchvision``).
+_RESOLVERS: dict[str, Callable[[str], BackboneInfo]] = {}
+
+
+def register_backbone_resolver(prefix: str):
+    """Function decorator: ``fn(model) -> BackboneInfo`` resolves the backbone names ``<prefix>:<model>``.
+
+    ``fn`` raises :class:`lfa.registry.UnknownNameError` for a model the library does not have (naming the
+    close ones) and ``ImportError`` (saying how to install it) when the library is missing.
+    """
+
+    def deco(fn: Callable[[str], BackboneInfo]) -> Callable[[str], BackboneInfo]:
+        if prefix in _RESOLVERS:
+            raise DuplicateNameError(f"backbone prefix {prefix!r}: is registered twice: in "
+                                     f"{origin_of(_RESOLVERS[prefix])} and in {origin_of(fn)}")
+        _RESOLVERS[prefix] = fn
+        return fn
+
+    return deco
+
+
+def backbone_prefixes() -> list[str]:
+    """The library prefixes of backbone names (``<prefix>:<model>``)."""
+    return sorted(_RESOLVERS)
+
+
 def get_backbone(name: str) -> BackboneInfo:
-    """The registered backbone ``name``: its builder, display name and input sizes."""
-    return _BACKBONES.get(name)
+    """The backbone ``name``: its builder, display name and input sizes.
+
+    A registered name, or ``<prefix>:<model>`` of a library (``timm:resnet18``, ``torchvision:resnet18``),
+    built on first lookup and cached. An unknown name raises :class:`lfa.registry.UnknownNameError` with the
+    close names; a library that is not installed, an ``ImportError`` saying how to install it.
+    """
+    prefix, sep, model = name.partition(":")
+    if not sep:
+        try:
+            return _BACKBONES.get(name)
+        except UnknownNameError as err:
+            library = ", ".join(f"{p}:<model>" for p in backbone_prefixes())
+            raise UnknownNameError(f"{err}; or a library's model: {library}{_library_hint(name)}") from None
+    if prefix not in _RESOLVERS:
+        close = difflib.get_close_matches(prefix, backbone_prefixes(), n=2)
+        hint = f" (did you mean {', '.join(f'{c}:{model}' for c in close)}?)" if close else ""
+        raise UnknownNameError(f"unknown backbone {name!r}: no library {prefix!r}{hint}; known prefixes: "
+                               f"{', '.join(f'{p}:' for p in backbone_prefixes())}")
+    return _resolved(prefix, model)
+
+
+@functools.cache
+def _resolved(prefix: str, model: str) -> BackboneInfo:
+    return _RESOLVERS[prefix](model)
+
+
+def _library_hint(name: str) -> str:
+    """`` (e.g. timm:resnet18, torchvision:resnet18)`` where a library has the unprefixed ``name``."""
+    found = []
+    for prefix in backbone_prefixes():
+        try:
+            _resolved(prefix, name)
+        except (UnknownNameError, ImportError):
+            continue
+        found.append(f"{prefix}:{name}")
+    return f" (here: {', '.join(found)})" if found else ""
 
 
 class Normalize(nn.Module):
     """Per-channel standardisation inside the model, so checkpoints carry their own preprocessing."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, mean: tuple[float, ...] | None = None,
+                 std: tuple[float, ...] | None = None) -> None:
         super().__init__()
-        mean = [0.485, 0.456, 0.406] if in_channels == 3 else [0.5] * in_channels
-        std = [0.229, 0.224, 0.225] if in_channels == 3 else [0.25] * in_channels
+        if mean is None or std is None or len(mean) != in_channels or len(std) != in_channels:
+            mean = [0.485, 0.456, 0.406] if in_channels == 3 else [0.5] * in_channels
+            std = [0.229, 0.224, 0.225] if in_channels == 3 else [0.25] * in_channels
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
@@ -76,9 +148,10 @@ class Normalize(nn.Module):
 class Wrapped(nn.Module):
     """Normalisation, an optional channel adapter (grey → RGB) and the backbone."""
 
-    def __init__(self, body: nn.Module, in_channels: int, body_channels: int) -> None:
+    def __init__(self, body: nn.Module, in_channels: int, body_channels: int,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> None:
         super().__init__()
-        self.normalize = Normalize(in_channels)
+        self.normalize = Normalize(in_channels, mean, std)
         self.repeat = body_channels // in_channels if in_channels != body_channels else 1
         self.body = body
 
@@ -208,10 +281,7 @@ def botnet(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> 
     the closest BoTNet with an open implementation. Its relative position embeddings are sized for a
     256x256 input, so images are resized to 256 on the device.
     """
-    try:
-        import timm
-    except ImportError as err:
-        raise ImportError("backbone 'botnet' needs the timm package: pip install -e '.[timm]'") from err
+    timm = _import_library("timm", "botnet")
     body = timm.create_model("botnet26t_256", pretrained=pretrained, num_classes=num_classes)
     return Wrapped(body, in_channels, 3)
 
@@ -219,6 +289,148 @@ def botnet(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> 
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
         raise ValueError(f"backbone {name!r} has no pretrained weights; use train.init for a checkpoint")
+
+
+# --------------------------------------------------------------------------------------- library backbones
+#: Smallest input side assumed for a timm model whose pretrained config names none (its total stride).
+TIMM_MIN_SIZE = 32
+
+
+def _import_library(module: str, backbone: str):
+    """``import module`` for the backbone ``backbone``, or an ImportError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"backbone {backbone!r} needs the {module} package, which is not installed: "
+                          f"pip install {module} (it is a dependency of lfa-repro: pip install -e .)") from err
+
+
+def _unknown_model(library: str, model: str, known: list[str], listing: str) -> UnknownNameError:
+    close = difflib.get_close_matches(model, known, n=4, cutoff=0.5)
+    hint = f" (did you mean {', '.join(f'{library}:{c}' for c in close)}?)" if close else ""
+    return UnknownNameError(f"unknown backbone '{library}:{model}': {library} has no model {model!r}{hint}; "
+                            f"{listing} lists its {len(known)} models")
+
+
+@register_backbone_resolver("timm")
+def _timm_backbone(model: str) -> BackboneInfo:
+    """A timm model: ``timm.create_model(model, num_classes=C, in_chans=C_in, pretrained=...)``.
+
+    Input sides come from its pretrained config: a model with ``fixed_input_size`` (ViTs, Swin) takes only
+    that side (images are resized to it); the others take any side from ``min_input_size`` (else
+    :data:`TIMM_MIN_SIZE`). A pretrained tag (``model.tag``) must be one of ``timm.list_pretrained()``.
+    """
+    name = f"timm:{model}"
+    timm = _import_library("timm", name)
+    arch, _, tag = model.partition(".")
+    known = timm.list_models()
+    if arch not in known:
+        raise _unknown_model("timm", model, known, "timm.list_models()")
+    if tag and model not in timm.list_pretrained(f"{arch}.*"):
+        raise _unknown_model("timm", model, timm.list_pretrained(f"{arch}*"), f"timm.list_pretrained('{arch}*')")
+    cfg = timm.models.get_pretrained_cfg(model)
+    side = int(cfg.input_size[-1]) if cfg is not None else 224
+    mean, std = (tuple(cfg.mean), tuple(cfg.std)) if cfg is not None else (None, None)
+    if cfg is not None and cfg.fixed_input_size:
+        min_size = default_size = fixed_size = side
+    else:
+        min_side = cfg.min_input_size if cfg is not None and cfg.min_input_size else None
+        min_size, default_size, fixed_size = int(min_side[-1]) if min_side else TIMM_MIN_SIZE, side, 0
+
+    def build(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
+        body = timm.create_model(model, pretrained=pretrained, num_classes=num_classes, in_chans=in_channels)
+        return Wrapped(body, in_channels, in_channels, mean, std)
+
+    return BackboneInfo(name, build, name, min_size, default_size, fixed_size)
+
+
+#: torchvision builders whose models take only their weights' input side (the position embeddings or
+#: attention partitions are sized for it): the keyword argument that sets that side without weights.
+_TORCHVISION_FIXED: dict[str, Callable[[int], dict]] = {
+    "torchvision.models.vision_transformer": lambda side: {"image_size": side},
+    "torchvision.models.maxvit": lambda side: {"input_size": (side, side)},
+}
+
+
+@register_backbone_resolver("torchvision")
+def _torchvision_backbone(model: str) -> BackboneInfo:
+    """A torchvision classification model, built with ``num_classes=C`` (pretrained: the ImageNet head is
+    replaced by a new one of C outputs) and its first convolution adapted to the images' channels.
+
+    Input sides come from the default weights' meta: ``min_size``, and the crop size as the usual side;
+    ViTs and MaxViT take only their weights' side (images are resized to it).
+    """
+    name = f"torchvision:{model}"
+    tv = _import_library("torchvision", name)
+    known = tv.models.list_models(module=tv.models)
+    if model not in known:
+        raise _unknown_model("torchvision", model, known, "torchvision.models.list_models(module=torchvision.models)")
+    weights = tv.models.get_model_weights(model).DEFAULT
+    side = int(weights.transforms.keywords.get("crop_size", 224))
+    min_size = int(weights.meta.get("min_size", (1, 1))[-1])
+    size_kwargs = _TORCHVISION_FIXED.get(tv.models.get_model_builder(model).__module__)
+    fixed_size = min_size if size_kwargs else 0
+
+    def build(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> nn.Module:
+        kwargs: dict = {}
+        if model in ("googlenet", "inception_v3"):
+            kwargs["aux_logits"] = False  # one output, not the auxiliary heads' tuple in training mode
+            if not pretrained:
+                kwargs["init_weights"] = True
+            if in_channels != 3:
+                kwargs["transform_input"] = False  # it re-normalises three RGB channels
+        if size_kwargs and not pretrained:
+            kwargs |= size_kwargs(fixed_size)  # the weights' side: pretrained or not, the same input
+        if pretrained:
+            body = tv.models.get_model(model, weights=weights, **kwargs)
+            _replace_head(body, len(weights.meta["categories"]), num_classes, name)
+        else:
+            body = tv.models.get_model(model, weights=None, num_classes=num_classes, **kwargs)
+        if in_channels != 3:
+            _adapt_first_conv(body, in_channels, name)
+        return Wrapped(body, in_channels, in_channels)
+
+    return BackboneInfo(name, build, name, min_size, side, fixed_size)
+
+
+def _replace_head(body: nn.Module, n_out: int, num_classes: int, name: str) -> None:
+    """Replace the last layer with ``n_out`` outputs (a Linear, or SqueezeNet's 1x1 Conv2d) by a new one."""
+    heads = [(path, m) for path, m in body.named_modules()
+             if (isinstance(m, nn.Linear) and m.out_features == n_out)
+             or (isinstance(m, nn.Conv2d) and m.out_channels == n_out)]
+    if not heads:
+        raise ValueError(f"backbone {name!r}: no classification layer with {n_out} outputs to replace")
+    path, old = heads[-1]
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding,
+                        bias=old.bias is not None)
+    body.set_submodule(path, new)
+
+
+def _adapt_first_conv(body: nn.Module, in_channels: int, name: str) -> None:
+    """Give the first convolution ``in_channels`` inputs, its weights adapted as timm's ``adapt_input_conv``
+    does (one channel: the sum over RGB; more: RGB repeated, scaled by 3 / in_channels)."""
+    found = next(((p, m) for p, m in body.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if found is None or found[1].in_channels != 3 or found[1].groups != 1:
+        raise ValueError(f"backbone {name!r}: its first layer is not a 3-channel convolution; "
+                         f"it cannot take {in_channels}-channel images")
+    path, old = found
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
+                    bias=old.bias is not None, padding_mode=old.padding_mode)
+    with torch.no_grad():
+        w = old.weight
+        if in_channels == 1:
+            new.weight.copy_(w.sum(dim=1, keepdim=True))
+        else:
+            reps = -(-in_channels // 3)
+            new.weight.copy_(w.repeat(1, reps, 1, 1)[:, :in_channels] * (3 / in_channels))
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    body.set_submodule(path, new)
 
 
 def input_size(name: str, image_size: int, native: int) -> int:
