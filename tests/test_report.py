@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -11,16 +12,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import dataset_spec
 
 from lfa.aggregate import aggregate, runs_table
 from lfa.config import train_defaults
 from lfa.curves import compute_curves
+from lfa.datasets import prepare
 from lfa.io import write_parquet
 from lfa.paper import paper_table
 from lfa.plan import Layout, plan, split_prepared_name
-from lfa.report import ReportInputs, render_report
+from lfa.report import ReportInputs, dataset_sections, render_report
 
 LOSSES = ["asl", "bce", "ece", "fece", "focal"]
+RATIOS = [50, 25, 12, 6, 3, 1]
+DIGITS_RATIO = {"source": "digits", "subset": {"kind": "binary_ratio", "positive_class": 8, "ratios": RATIOS}}
 CONFIG = {  # as validated: every key the plan reads is there
     "data_dir": "DATA",
     "results_dir": "RESULTS",
@@ -36,7 +41,7 @@ CONFIG = {  # as validated: every key the plan reads is there
         "cadcap": {"source": "cadcap", "subset": {"kind": "all"}},
         "idc": {"source": "idc", "subset": {"kind": "all"}},
         "idc_ratio": {"source": "idc", "subset": {"kind": "binary_ratio", "positive_class": 1,
-                                                    "ratios": [50, 25, 12, 6, 3, 1]}},
+                                                    "ratios": RATIOS}},
         "cifar10": {"source": "cifar10", "subset": {"kind": "all"}},
     },
     "experiments": {
@@ -145,6 +150,9 @@ def rendered(tmp_path_factory):
         (d / "meta.json").write_text(json.dumps({"name": name, "source": name, "n_samples": int(counts["count"].sum()),
                                                  "image_shape": [8, 8, 3], "class_names": list(counts["name"]),
                                                  "n_splits": 5, "split_seed": 0, "ratio_k": None}))
+    for k in RATIOS:  # table5's six ratio subsets, prepared for real (from the digits, which need no download)
+        prepare(f"idc_ratio_k{k}", dataset_spec(DIGITS_RATIO, "idc_ratio", k), "", tmp / "data" / "prepared" /
+                f"idc_ratio_k{k}", n_splits=5, split_seed=0, downloads=tmp)
     inputs = ReportInputs(metrics=paths["metrics"], summary=paths["summary"], per_class=paths["per_class"],
                           comparisons=paths["comparisons"], runs=results / "runs.parquet", curves=curves,
                           gradients=grads, config=config, config_hash="synthetic", config_files=["synthetic.yaml"])
@@ -257,3 +265,72 @@ def test_report_never_imports_torch(rendered, tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+class _Subsets(HTMLParser):
+    """The rows of every <table class="subsets"> (the Datasets section's ratio families), as cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.inside = False
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.inside = ("class", "subsets") in attrs
+            if self.inside:
+                self.tables.append([])
+        elif self.inside and tag == "tr":
+            self.tables[-1].append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+        elif self.inside and tag in ("td", "th") and self.cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def test_a_ratio_family_is_one_compact_figure_with_every_count(rendered):
+    tmp, html = rendered
+    assert html.count('alt="class counts of the ratio subsets of idc_ratio"') == 1
+    assert 'alt="class distribution of idc_ratio_k' not in html  # not one chart per subset any more
+    assert '<h3>idc_ratio <span class="muted">· 6 ratio subsets</span></h3>' in html
+    parser = _Subsets()
+    parser.feed(html)
+    (table,) = parser.tables
+    assert table[0][:6] == ["subset", "k", "samples", "not 8", "8", "expected"]
+    rows = table[1:]
+    assert [row[0] for row in rows] == [f"idc_ratio_k{k}" for k in RATIOS]
+    for row, k in zip(rows, RATIOS, strict=True):
+        counts = pd.read_csv(tmp / "data" / "prepared" / f"idc_ratio_k{k}" / "counts.csv")["count"].tolist()
+        assert counts == [600, 3 * k]  # digits: unit 3
+        assert row[1:6] == [f"{k} ({k // math.gcd(k, 200)}:{200 // math.gcd(k, 200)})", f"{sum(counts):,}",
+                            f"{counts[0]:,}", f"{counts[1]:,}", f"{counts[0]} / {counts[1]}"]
+    pngs = sorted(p.name for p in (tmp / "figures").glob("dataset_*.png"))
+    assert "dataset_idc_ratio.png" in pngs and not [p for p in pngs if p.startswith("dataset_idc_ratio_k")]
+
+
+def test_dataset_sections_group_ratio_subsets_and_keep_single_datasets(rendered):
+    tmp, _ = rendered
+    layout = Layout.from_config({**CONFIG, "data_dir": str(tmp / "data"), "results_dir": str(tmp / "results")})
+    names = ["cifar10", *sorted(f"idc_ratio_k{k}" for k in RATIOS)]  # sorted as names: k1, k100-style order
+    sections = dataset_sections(layout, names)
+    assert [s["name"] for s in sections] == ["cifar10", "idc_ratio"]
+    single, family = sections
+    assert not single.get("family") and single["figure"].startswith("data:image/png")
+    assert [row["count"] for row in single["counts"]] == [1000 // (c + 1) for c in range(10)]
+    assert family["family"] and family["figure"].startswith("data:image/png") and "counts" not in family
+    assert [r["k"] for r in family["subsets"]] == RATIOS  # largest k first, as in Table 5
+    assert [r["counts"] for r in family["subsets"]] == [[600, 3 * k] for k in RATIOS]
+    assert all(r["expected"] == r["counts"] and len(r["data_hash"]) == 8 for r in family["subsets"])
+    assert family["unit"] == 3 and family["class_names"] == ["not 8", "8"]
+    (lone,) = dataset_sections(layout, ["idc_ratio_k50"])  # one ratio subset alone keeps its own chart
+    assert lone["name"] == "idc_ratio_k50" and lone["figure"].startswith("data:image/png")

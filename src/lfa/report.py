@@ -265,6 +265,31 @@ def figure_class_distribution(meta: dict[str, Any]) -> str:
     return fig_to_data_uri(fig)
 
 
+def figure_ratio_family(base: str, rows: list[dict[str, Any]], class_names: list[str]) -> str:
+    """The ratio subsets of one binary_ratio dataset in one chart: per ratio k, a bar per class (negatives,
+    positives) with its count written on it."""
+    n = len(rows)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * n + 2.0), 2.9))
+    x = np.arange(n)
+    width = 0.4
+    colours = ["#8C8C8C", "#C44E52"]
+    counts = np.array([r["counts"] for r in rows], dtype=float)
+    for c, name in enumerate(class_names):
+        bars = ax.bar(x + (c - (len(class_names) - 1) / 2) * width, counts[:, c], width, label=name,
+                      color=colours[c % len(colours)])
+        ax.bar_label(bars, labels=[f"{int(v):,}" for v in counts[:, c]], fontsize=7, padding=1)
+    if counts.max() > 5 * max(counts.min(), 1):
+        ax.set_yscale("log")
+        ax.set_ylim(top=counts.max() * 3)
+    else:
+        ax.set_ylim(top=counts.max() * 1.15)
+    ax.set_xticks(x, [f"k = {r['k']}\n{r['ratio']}" for r in rows])
+    ax.set_ylabel("images")
+    ax.set_title(f"{base}: {n} ratio subsets (k positives per 200 negatives)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper right", ncols=len(class_names))
+    return fig_to_data_uri(fig)
+
+
 def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str,
                           labels: dict[str, str] | None = None) -> str | None:
     rec = per_class[per_class.metric == "recall"]
@@ -380,24 +405,75 @@ def _read_infos(layout: Layout, runs: pd.DataFrame) -> list[dict[str, Any]]:
     return [read_json(p) for p in paths if p.exists()]
 
 
-def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]]:
-    """The Datasets section: each prepared dataset's provenance, counts beside the seed's, and its chart."""
+def _dataset_meta(layout: Layout, name: str) -> dict[str, Any]:
+    """A prepared dataset's meta.json and counts, each count beside the seed's where there is a table."""
     from lfa.datasets import dataset_summary
 
-    out = []
-    for name in datasets:
-        if not layout.prepared_file(name, "meta.json").exists():
+    meta = dataset_summary(layout.prepared(name))
+    meta["scaled_demo"] = meta["source"] == "digits"  # follows a table's proportions, not its counts
+    if meta["seed_counts"]:
+        for row, seed in zip(meta["counts"], meta["seed_counts"], strict=True):
+            row["seed"] = seed
+            row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
+    meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
+    return meta
+
+
+def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]]:
+    """The Datasets section: each prepared dataset's provenance, counts beside the seed's, and its chart.
+
+    The ratio subsets of one binary_ratio dataset (``idc_k50`` … ``idc_k1``) form one entry with one compact
+    chart and a table of one row per subset (:func:`ratio_family`); a lone ratio subset stays as it is.
+    """
+    from lfa.plan import split_prepared_name
+
+    metas = [_dataset_meta(layout, name) for name in datasets if layout.prepared_file(name, "meta.json").exists()]
+    families: dict[str, list[dict[str, Any]]] = {}
+    for meta in metas:
+        if meta.get("ratio_k") is not None:
+            families.setdefault(split_prepared_name(meta["name"])[0], []).append(meta)
+    out, done = [], set()
+    for meta in metas:
+        base = split_prepared_name(meta["name"])[0] if meta.get("ratio_k") is not None else None
+        if base is not None and len(families[base]) > 1:
+            if base not in done:
+                out.append(ratio_family(base, families[base]))
+                done.add(base)
             continue
-        meta = dataset_summary(layout.prepared(name))
-        meta["scaled_demo"] = meta["source"] == "digits"  # follows a table's proportions, not its counts
-        if meta["seed_counts"]:
-            for row, seed in zip(meta["counts"], meta["seed_counts"], strict=True):
-                row["seed"] = seed
-                row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
-        meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
         meta["figure"] = figure_class_distribution(meta)
         out.append(meta)
     return out
+
+
+def ratio_family(base: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Datasets entry for the ratio subsets of the binary_ratio dataset ``base`` (largest k first): what
+    they share, one row of provenance per subset and one chart of their counts."""
+    subsets = sorted(subsets, key=lambda m: -int(m["ratio_k"]))
+    first = subsets[0]
+    rows = []
+    for meta in subsets:
+        counts = [int(row["count"]) for row in meta["counts"]]
+        expected = [int(c) for c in meta.get("expected_counts") or []]
+        seed = [int(c) for c in meta["seed_counts"]] if meta["seed_counts"] else None
+        rows.append({
+            "name": meta["name"], "k": int(meta["ratio_k"]), "ratio": _ratio_label(int(meta["ratio_k"])),
+            "n_samples": int(meta["n_samples"]), "counts": counts, "expected": expected,
+            "short": bool(expected) and expected != counts, "seed": seed,
+            "differs": bool(seed) and not meta["scaled_demo"] and seed != counts,
+            "data_hash": str(meta.get("data_hash") or "")[:8],
+            "skipped": int((meta.get("skipped_corrupt") or {}).get("count", 0)),
+        })
+    return {
+        "family": True, "name": base, "source": first["source"], "title": first.get("title"),
+        "root": first.get("root"), "source_options": first.get("source_options"),
+        "group_column": first.get("group_column"), "n_groups": first.get("n_groups"),
+        "image_shape": first["image_shape"],
+        "class_names": first["class_names"], "n_splits": first["n_splits"], "split_seed": first["split_seed"],
+        "unit": first.get("unit"), "scaled_demo": first["scaled_demo"], "subsets": rows,
+        "has_seed": any(r["seed"] for r in rows), "n_differ": sum(r["differs"] for r in rows),
+        "n_short": sum(r["short"] for r in rows), "skipped": sum(r["skipped"] for r in rows),
+        "figure": figure_ratio_family(base, rows, first["class_names"]),
+    }
 
 
 def lfa_sections(inputs: ReportInputs) -> list[dict[str, Any]]:
