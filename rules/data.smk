@@ -9,12 +9,31 @@ import sys
 
 from lfa.sources import check_specs, get_source
 
-# The check runs as a short Python process (same interpreter as Snakemake) and prints its progress bars.
-CHECK_RAW = shlex.quote(sys.executable) + " -m lfa.sources check"
+# The check runs as a short Python process (same interpreter as Snakemake) and prints its progress bars; it
+# imports the config's plugins first (a plugin may register a source).
+CHECK_RAW = " ".join([shlex.quote(sys.executable), "-m lfa.sources check",
+                      *(f"--plugin {shlex.quote(p)}" for p in config["plugins"])])
 
 
 def _prepare_spec(wildcards):
     return PREPARED[wildcards.dataset]
+
+
+def _prepare_root(wildcards):
+    """The raw folder a dataset is prepared from (its own root for the user's folder and csv sources)."""
+    return str(LAYOUT.dataset_raw(PREPARED[wildcards.dataset]))
+
+
+def _source_files(wildcards):
+    """Files a dataset is read from besides its images (a csv source's table): editing one prepares it again."""
+    spec = PREPARED[wildcards.dataset]
+    return [str(f) for f in get_source(spec["source"]).input_files(LAYOUT.dataset_raw(spec), spec)]
+
+
+def _checked_files(source):
+    """The same files, of every dataset of ``source``: inputs of its raw-data check."""
+    specs = [s for s in PREPARED.values() if s["source"] == source]
+    return sorted({str(f) for s in specs for f in get_source(source).input_files(LAYOUT.dataset_raw(s), s)})
 
 
 def _raw_root(source):
@@ -30,6 +49,9 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
         rule:
             name:
                 f"download_{_source}"
+            input:
+                plugin_files(sources=[_source]),
+                _checked_files(_source),
             output:
                 str(LAYOUT.raw_marker(_source)),
             params:
@@ -49,11 +71,13 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
             f"prepare_{_source}"
         input:
             [str(LAYOUT.raw_marker(_source))] if _needs_raw else [],
+            plugin_files(sources=[_source]),
+            _source_files,
         output:
             multiext(f"{LAYOUT.prepared('{dataset}')}/", *PREPARED_FILES),
         params:
             spec=_prepare_spec,
-            root=_raw_root(_source),
+            root=_prepare_root,
             downloads=str(LAYOUT.downloads),
             n_splits=config["n_splits"],
             split_seed=config["split_seed"],

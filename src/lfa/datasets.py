@@ -6,8 +6,10 @@ A *prepared* dataset is a folder ``data/prepared/<name>/`` holding
   (row i is sample i of the index; large images are resized once to ``image_size`` when packed);
 - ``index.parquet``: one row per sample: ``id`` (str: the image's path relative to the raw root, or a
   batch/position id), ``row`` (row in images.npy), ``fold`` (0..n_splits-1), one ``label_<c>`` int8 column
-  per class (one-hot for single-label data, several ones for multi-label), and ``partition`` (the official
-  partition the sample comes from, e.g. CIFAR-10's train/test or CelebA's train/valid/test; "all" if none);
+  per class (one-hot for single-label data, several ones for multi-label), ``partition`` (the official
+  partition the sample comes from, e.g. CIFAR-10's train/test or CelebA's train/valid/test; "all" if none),
+  and, only for a source with groups (``source: csv`` with ``group_column``), ``group`` (str: the sample's group,
+  e.g. its patient; every group lies in one fold);
 - ``counts.csv``: class, name, count;
 - ``meta.json``: name, source, task, class names, image shape, ratio_k, and the provenance the report shows
   (raw root, partitions, expected counts, the seed's reference table, skipped corrupt files).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,11 @@ import pandas as pd
 from lfa.io import atomic_path, load_array, read_csv, read_json, read_table
 from lfa.sources import get_source
 from lfa.sources.base import FileList, RawData, RawDataMissing
-from lfa.sources.images import CorruptImageError, compact_rows, pack_files, save_rows
+from lfa.sources.images import CorruptImageError, compact_rows, image_channels, pack_files, save_rows
 
-__all__ = ["CorruptImageError", "Prepared", "assign_folds", "dataset_summary", "load_prepared", "long_tail_counts",
-           "prepare", "ratio_counts", "subset_indices"]
+__all__ = ["CorruptImageError", "Prepared", "assign_folds", "assign_group_folds", "dataset_summary",
+           "folds_without_positives", "load_prepared", "long_tail_counts", "prepare", "ratio_counts",
+           "subset_indices"]
 
 
 def long_tail_counts(available: np.ndarray, reference: list[int]) -> np.ndarray:
@@ -151,15 +155,21 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
     raise ValueError(f"unknown subset kind {kind!r}")
 
 
-def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+def assign_folds(labels: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | list | None = None) -> np.ndarray:
     """Stratified fold assignment: within each label pattern, samples are dealt round-robin in random order.
 
     Single-label data is stratified by class; multi-label data by each sample's rarest positive label, so
-    rare attributes spread over all folds. The result depends only on labels, n_splits and seed.
+    rare attributes spread over all folds (a single label column: by that label). The result depends only on
+    labels, n_splits and seed. With ``groups`` (one value per sample, e.g. a patient id) every group lands in
+    one fold: :func:`assign_group_folds`.
     """
+    if groups is not None:
+        return assign_group_folds(labels, groups, n_splits, seed)
     rng = np.random.default_rng(seed)
     n = len(labels)
-    if labels.shape[1] == 1 or (labels.sum(axis=1) == 1).all():
+    if labels.shape[1] == 1:
+        strata = labels[:, 0].astype(np.int64)
+    elif (labels.sum(axis=1) == 1).all():
         strata = labels.argmax(axis=1)
     else:
         freq = labels.sum(axis=0)
@@ -172,6 +182,61 @@ def assign_folds(labels: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
         folds[members] = (np.arange(len(members)) + offset) % n_splits
         offset += len(members)  # continue the deal, so small strata do not all start at fold 0
     return folds
+
+
+def assign_group_folds(labels: np.ndarray, groups: np.ndarray | list, n_splits: int, seed: int) -> np.ndarray:
+    """Stratified group k-fold: every group (e.g. a patient's images) in one fold, labels spread over the folds.
+
+    Each group is summarised by its positives per label; its stratum is its rarest positive label (by the
+    number of samples with that label; groups without positives come last). Strata are placed rarest first;
+    within a stratum the groups are shuffled (``seed``) and then taken larger first. Each group goes to the
+    fold whose share of the group's labels is smallest so far (the sum over the group's positive labels of
+    fold positives / all positives; a group without positives: the fold's share of samples), ties broken by
+    the fold's number of samples, then by fold index. So rare labels are spread first, and fold sizes stay
+    balanced by samples, not by groups. Deterministic in labels, groups, n_splits and seed.
+    """
+    labels = np.asarray(labels)
+    names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_groups = len(names)
+    if n_groups < n_splits:
+        raise ValueError(f"{n_groups} group(s) cannot fill {n_splits} folds (every group lies in one fold); "
+                         "lower n_splits or give more groups")
+    rng = np.random.default_rng(seed)
+    positives = np.zeros((n_groups, labels.shape[1]), dtype=np.int64)
+    np.add.at(positives, inverse, labels.astype(np.int64))
+    sizes = np.bincount(inverse, minlength=n_groups)
+    freq = labels.astype(np.int64).sum(axis=0)
+    masked = np.where(positives > 0, freq[None, :], np.iinfo(np.int64).max)
+    rarest = masked.min(axis=1)  # frequency of each group's rarest label (max: no positives)
+    strata = np.where(positives.any(axis=1), masked.argmin(axis=1), -1)
+    order = rng.permutation(n_groups)
+    # rarest stratum first (stratum index breaks ties between equally rare labels), then larger groups first
+    order = order[np.lexsort((-sizes[order], strata[order], rarest[order]))]
+    total = np.maximum(freq, 1).astype(np.float64)
+    fold_pos = np.zeros((n_splits, labels.shape[1]), dtype=np.float64)
+    fold_n = np.zeros(n_splits, dtype=np.int64)
+    group_fold = np.empty(n_groups, dtype=np.int8)
+    n = max(len(labels), 1)
+    for g in order:
+        has = positives[g] > 0
+        share = (fold_pos[:, has] / total[has]).sum(axis=1) if has.any() else fold_n / n
+        f = np.lexsort((np.arange(n_splits), fold_n, share))[0]
+        group_fold[g] = f
+        fold_pos[f] += positives[g]
+        fold_n[f] += sizes[g]
+    return group_fold[inverse]
+
+
+def folds_without_positives(labels: np.ndarray, folds: np.ndarray, n_splits: int,
+                            class_names: list[str]) -> dict[str, list[int]]:
+    """Classes that have no positive sample in some fold, with those folds (their metrics are undefined there)."""
+    out = {}
+    for c, name in enumerate(class_names):
+        present = np.bincount(folds[labels[:, c] > 0].astype(np.int64), minlength=n_splits)
+        empty = np.flatnonzero(present == 0).tolist()
+        if empty:
+            out[name] = empty
+    return out
 
 
 def _reference_table(spec: dict[str, Any], ratio_k: int | None) -> str | None:
@@ -197,6 +262,7 @@ class _Selected:
     ids: list[str]
     partition: list[str]
     provenance: dict[str, Any]
+    groups: list[str] | None = None
 
 
 def _select(raw: RawData | FileList, spec: dict[str, Any], downloads: str | Path) -> tuple[np.ndarray, _Selected]:
@@ -207,7 +273,8 @@ def _select(raw: RawData | FileList, spec: dict[str, Any], downloads: str | Path
         labels=raw.labels[idx] if new_labels is None else new_labels[idx],
         class_names=raw.class_names if new_names is None else new_names,
         task=raw.task if new_labels is None else "single_label",
-        ids=[raw.ids[i] for i in idx], partition=partition, provenance=provenance)
+        ids=[raw.ids[i] for i in idx], partition=partition, provenance=provenance,
+        groups=None if raw.groups is None else [raw.groups[i] for i in idx])
 
 
 def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[str, Any], target: str,
@@ -215,7 +282,11 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     """Write the selected images to ``target``; corrupt files are skipped (``skip_corrupt``) or an error."""
     if isinstance(raw, RawData):
         return save_rows(raw.images, idx, target, image_size), []
-    result = pack_files(raw.root, [raw.paths[i] for i in idx], target, image_size, workers, desc=name)
+    paths = [raw.paths[i] for i in idx]
+    channels = 3
+    if "channels" in get_source(spec["source"]).options:  # the user-data sources: 1 or 3, else by the files
+        channels = spec.get("channels") or image_channels(raw.root, paths, workers)
+    result = pack_files(raw.root, paths, target, image_size, workers, desc=name, channels=channels)
     if not result.failed:
         return result.shape, []
     if not spec["skip_corrupt"]:
@@ -235,6 +306,8 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     sel.labels = sel.labels[keep]
     sel.ids = [sel.ids[i] for i in keep]
     sel.partition = [sel.partition[i] for i in keep]
+    if sel.groups is not None:
+        sel.groups = [sel.groups[i] for i in keep]
     for _, path, reason in result.failed:
         print(f"skipped corrupt image {raw.root / path}: {reason}", flush=True)
     return shape, result.failed
@@ -278,12 +351,17 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     idx, sel = _select(raw, spec, downloads)
     with atomic_path(out / "images.npy") as tmp:
         shape, skipped = _pack(raw, idx, sel, spec, tmp, image_size, workers, name)
-        folds = assign_folds(sel.labels, n_splits, split_seed)
+        folds = assign_folds(sel.labels, n_splits, split_seed, groups=sel.groups)
         index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
         for c in range(sel.labels.shape[1]):
             index[f"label_{c}"] = sel.labels[:, c]
         index["partition"] = sel.partition
+        if sel.groups is not None:
+            index["group"] = sel.groups
         data_hash = content_hash(tmp, index, sel.class_names)
+    for cls, empty in folds_without_positives(sel.labels, folds, n_splits, sel.class_names).items():
+        print(f"WARNING: {name}: class {cls!r} has no positive sample in fold(s) {empty}; its per-class metrics "
+              "are undefined there (left out of the means and counted in the report)", file=sys.stderr, flush=True)
     with atomic_path(out / "index.parquet") as tmp:
         index.to_parquet(tmp, index=False)
     counts = pd.DataFrame({"class": range(sel.labels.shape[1]), "name": sel.class_names,
@@ -300,6 +378,12 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         "reference_table": _reference_table(spec, spec.get("ratio_k")), **sel.provenance,
         "skipped_corrupt": {"count": len(skipped), "files": [path for _, path, _ in skipped]},
     }
+    options = {k: spec[k] for k in sorted(src.options) if k in spec}
+    if options:
+        meta["source_options"] = options
+    if sel.groups is not None:
+        meta["group_column"] = spec.get("group_column", "group")
+        meta["n_groups"] = len(set(sel.groups))
     with atomic_path(out / "meta.json") as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=2))
     return out

@@ -242,6 +242,10 @@ class Layout:
         """The raw-data folder of ``source``: ``datasets.<name>.root`` or ``<data_dir>/raw/<source>``."""
         return Path(self.raw_roots[source]) if source in self.raw_roots else self.data / "raw" / source
 
+    def dataset_raw(self, spec: dict[str, Any]) -> Path:
+        """The raw-data folder a dataset is prepared from: its own ``root``, else its source's (:meth:`raw`)."""
+        return Path(spec["root"]) if spec.get("root") else self.raw(spec["source"])
+
     def raw_marker(self, source: str) -> Path:
         """Written once the raw data of ``source`` passed its check."""
         return self.data / "raw" / source / ".verified"

@@ -8,6 +8,8 @@
 | ``idc`` | :mod:`lfa.sources.idc` | Kaggle API when credentials exist, else manual |
 | ``cadcap`` | :mod:`lfa.sources.cadcap` | manual: released on request by its authors |
 | ``celeba`` | :mod:`lfa.sources.celeba` | automatic from the official mirror when it answers, else manual |
+| ``folder`` | :mod:`lfa.sources.folder` | manual: your own images, one sub-folder per class (ImageFolder) |
+| ``csv`` | :mod:`lfa.sources.table` | manual: your own images listed in a CSV of paths and labels (multi-label) |
 
 :func:`ensure_raw` is what the ``download_<source>`` rules run: if the raw data is already in its official
 layout nothing is downloaded; otherwise an automatic source is fetched, and a manual one fails at once
@@ -20,7 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lfa.sources import cadcap, celeba, cifar, digits, idc, imagenet  # noqa: F401  (each registers its source)
+# each module registers its source
+from lfa.sources import cadcap, celeba, cifar, digits, folder, idc, imagenet, table  # noqa: F401
 from lfa.sources.base import (
     FileList,
     RawData,
@@ -38,15 +41,22 @@ __all__ = ["FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", 
 
 def check_specs(config: dict[str, Any], source: str, downloads: str | Path) -> list[dict[str, Any]]:
     """What the check of ``source`` needs from each dataset using it (and nothing else, so that editing a
-    subset does not re-run the check): the checksums flag, split lists and a class-count CSV (fetched into
-    ``downloads`` when it is a URL)."""
+    subset does not re-run the check): the checksums flag, the source's own keys (``Source.options``: split
+    lists, a table's path and columns, ...) and a class-count CSV (fetched into ``downloads`` when it is a
+    URL)."""
+    import json
+
+    src = get_source(source)
     out = []
     for ds in config["datasets"].values():
         if ds["source"] != source:
             continue
         spec: dict[str, Any] = {"checksums": ds["checksums"], "downloads": str(downloads)}
-        if ds.get("split_lists"):
-            spec["split_lists"] = dict(ds["split_lists"])
+        if src.root_per_dataset:
+            spec["root"] = ds.get("root", "")  # "": the source's default folder
+        for key in sorted(src.options):
+            if key in ds:
+                spec[key] = json.loads(json.dumps(ds[key]))
         subset = ds["subset"]
         if subset.get("counts_csv"):
             spec["subset"] = {k: subset[k] for k in ("counts_csv", "counts_csv_md5") if k in subset}
@@ -88,7 +98,13 @@ def _ensure_raw(source: str, root: Path, specs: list[dict[str, Any]], marker: st
     src = get_source(source)
     strict = any(s["checksums"] for s in specs) if specs else True
     downloaded = False
-    if src.needs_raw and not src.present(root):
+    for s in specs:  # the user's sources: each dataset's own root
+        if "root" in s:
+            s["root"] = s["root"] or str(root)
+    for own in sorted({Path(s["root"]) for s in specs if "root" in s}):
+        if not src.present(own):
+            raise RawDataMissing(src.missing_message(own))
+    if src.needs_raw and not src.root_per_dataset and not src.present(root):
         if src.manual or not download:
             raise RawDataMissing(src.missing_message(root))
         print(f"{src.title}: not found under {root}; downloading", flush=True)

@@ -9,10 +9,23 @@ import argparse
 import json
 import sys
 
+from lfa.plugins import PluginError, load_plugins
 from lfa.sources import ensure_raw, source_names
 
 
+def _plugins(argv: list[str] | None) -> list[str]:
+    """The ``--plugin`` files, imported before the parser lists the sources (a plugin may register one)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    return pre.parse_known_args(argv)[0].plugin
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        load_plugins(_plugins(argv), "--plugin")
+    except PluginError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
     parser = argparse.ArgumentParser(prog="python -m lfa.sources", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("check", help="check the raw data of a source, downloading it if automatic and missing")
@@ -22,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", help="file the outcome is appended to")
     p.add_argument("--specs", default="[]", help="JSON list of dataset specs using the source")
     p.add_argument("--no-download", action="store_true", help="only check, never download")
+    p.add_argument("--plugin", action="append", default=[], help="a plugin file or module to import first")
     args = parser.parse_args(argv)
     from lfa.download import DownloadError
     from lfa.sources.base import RawDataInvalid, RawDataMissing

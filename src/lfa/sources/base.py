@@ -36,6 +36,7 @@ class RawData:
     """A raw dataset in memory: images (N, H, W, C) uint8, labels (N, C) int8, names and ids.
 
     ``partition`` is each sample's official partition (e.g. CIFAR-10's ``train``/``test``), or None.
+    ``groups``: each sample's group (e.g. a patient), or None; the folds then keep every group in one fold.
     """
 
     images: np.ndarray
@@ -44,6 +45,7 @@ class RawData:
     ids: list[str]
     task: str = "single_label"  # or "multi_label"
     partition: list[str] | None = None
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -52,13 +54,16 @@ class RawData:
             raise ValueError("labels must have shape (N, number of classes)")
         if self.partition is not None and len(self.partition) != len(self.images):
             raise ValueError("partition must have one entry per image")
+        if self.groups is not None and len(self.groups) != len(self.images):
+            raise ValueError("groups must have one entry per image")
 
 
 @dataclass
 class FileList:
     """A raw dataset on disk: image paths relative to ``root``, labels (N, C) int8, names.
 
-    ``ids`` default to the relative paths (unique within a dataset).
+    ``ids`` default to the relative paths (unique within a dataset). ``groups``: each file's group (e.g. a
+    patient), or None; the folds then keep every group in one fold (:func:`lfa.datasets.assign_folds`).
     """
 
     root: Path
@@ -68,6 +73,7 @@ class FileList:
     task: str = "single_label"
     partition: list[str] | None = None
     ids: list[str] = field(default_factory=list)
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -77,6 +83,8 @@ class FileList:
             raise ValueError("labels must have shape (N, number of classes)")
         if self.partition is not None and len(self.partition) != len(self.paths):
             raise ValueError("partition must have one entry per file")
+        if self.groups is not None and len(self.groups) != len(self.paths):
+            raise ValueError("groups must have one entry per file")
 
 
 class Source:
@@ -95,7 +103,9 @@ class Source:
     #: Official partitions a dataset may draw from (``datasets.<name>.partitions``); empty: none.
     partitions: tuple[str, ...] = ()
     default_partitions: tuple[str, ...] = ()
-    #: Dataset keys this source understands beyond the common ones (e.g. ``split_lists``).
+    #: Dataset keys this source understands beyond the common ones (e.g. ``split_lists``). The config check
+    #: refuses them on datasets of other sources; :func:`lfa.sources.check_specs` passes them to :meth:`check`.
+    #: A source listing ``channels`` packs its images with 1 or 3 channels (others: always RGB).
     options: frozenset[str] = frozenset()
     task: str = "single_label"
     #: Side length of the packed images unless ``datasets.<name>.image_size`` says otherwise (0: native).
@@ -106,6 +116,10 @@ class Source:
     reference_table: str | None = None
     #: The seed's count table of the largest imbalance-ratio subset, if any.
     ratio_reference_table: str | None = None
+    #: False: the datasets of this source share one raw root (the paper's sources: one official copy). True:
+    #: each dataset has its own (``datasets.<name>.root``; the user's folders and tables), which
+    #: :func:`lfa.sources.ensure_raw` passes to :meth:`check` as each spec's ``root``.
+    root_per_dataset: bool = False
 
     def instructions(self, root: Path) -> str:
         """Where to get the data, where to put it, and the layout expected."""
@@ -133,6 +147,20 @@ class Source:
     def missing_message(self, root: Path, problem: str = "") -> str:
         head = f"{self.title}: raw data not found under {root}" + (f" ({problem})" if problem else "")
         return f"{head}.\n{self.instructions(root)}"
+
+    def input_files(self, root: Path, spec: dict[str, Any]) -> list[Path]:
+        """Files besides the images that a dataset of this source is read from (e.g. a CSV table): inputs of
+        its check and prepare jobs, so that editing one prepares the dataset again."""
+        return []
+
+    def check_spec(self, key: str, spec: dict[str, Any]) -> None:
+        """Config check of this source's own keys of one dataset (``key``: ``datasets.<name>``); raise
+        ValueError with a message naming the key (the config check turns it into a ConfigError)."""
+
+    def known_partitions(self, spec: dict[str, Any]) -> list[str] | None:
+        """The partition names ``datasets.<name>.partitions`` may use; None: they depend on the data and are
+        checked when it is read (e.g. a CSV's partition column)."""
+        return list(spec.get("split_lists") or self.partitions)
 
     def check_partitions(self, spec: dict[str, Any]) -> list[str]:
         parts = list(spec.get("partitions") or self.default_partitions)

@@ -9,6 +9,10 @@ opened with :func:`numpy.lib.format.open_memmap`: memory use stays at a few imag
 Resizing: the shorter side is scaled to ``size`` and the centre is cropped to ``size x size`` (JPEGs are
 first reduced by the decoder itself, ``Image.draft``, which is much faster). ``size = 0`` keeps the native
 size, which must then be the same for all files.
+
+Channels: RGB (3) unless the caller asks for 1 (grayscale, ``L``); the user-data sources (``folder``, ``csv``)
+pass ``datasets.<name>.channels`` or, without it, :func:`image_channels` of their files (3 if any file is in a
+colour mode, read from the file headers only).
 """
 
 from __future__ import annotations
@@ -35,17 +39,48 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
     return (*_DECODE_ERRORS, Image.DecompressionBombError)
 
 
-def decode(path: str | Path, size: int) -> np.ndarray:
-    """One image as uint8 (H, W, 3): RGB, resized to ``size x size`` unless ``size`` is 0."""
+def decode(path: str | Path, size: int, channels: int = 3) -> np.ndarray:
+    """One image as uint8 (H, W, channels): RGB (3) or grayscale (1), resized to ``size x size`` unless 0."""
     from PIL import Image
 
+    mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as im:
         if size:
-            im.draft("RGB", (size, size))
-        im = im.convert("RGB")
+            im.draft(mode, (size, size))
+        im = im.convert(mode)
         if size:
             im = fit_square(im, size)
-        return np.asarray(im, dtype=np.uint8)
+        return np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], channels)
+
+
+#: Pillow modes without colour (bilevel, grayscale with or without alpha, 16/32-bit integer and float).
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+def _mode(path: Path) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.mode
+    except _decode_errors():
+        return None  # unreadable: the packer reports it
+
+
+def image_channels(root: str | Path, paths: list[str], workers: int | None = None) -> int:
+    """3 if any of the files is in a colour mode (RGB, RGBA, palette, CMYK, ...), else 1 (all grayscale).
+
+    Reads each file's header only (Pillow opens lazily), in a thread pool; unreadable files are left to the
+    packer, which names them.
+    """
+    root = Path(root)
+    if not paths:
+        return 3
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        for mode in pool.map(lambda rel: _mode(root / rel), paths, chunksize=256):
+            if mode is not None and mode not in GRAY_MODES:
+                return 3
+    return 1
 
 
 def fit_square(im, size: int):
@@ -84,8 +119,8 @@ def default_workers() -> int:
 
 
 def pack_files(root: str | Path, paths: list[str], out: str | Path, size: int, workers: int | None = None,
-               chunk: int = 64, desc: str = "decode") -> PackResult:
-    """Decode ``root/paths[i]`` into row i of a new ``out`` (.npy, uint8 (N, size, size, 3)).
+               chunk: int = 64, desc: str = "decode", channels: int = 3) -> PackResult:
+    """Decode ``root/paths[i]`` into row i of a new ``out`` (.npy, uint8 (N, size, size, channels)).
 
     Rows of files that fail to decode are left black and reported in ``PackResult.failed``; the caller
     decides whether that is an error or a skip (see :func:`compact_rows`).
@@ -101,21 +136,21 @@ def pack_files(root: str | Path, paths: list[str], out: str | Path, size: int, w
         shape, start = None, n
         for i, rel in enumerate(paths):
             try:
-                shape, start = decode(root / rel, 0).shape, i
+                shape, start = decode(root / rel, 0, channels).shape, i
                 break
             except errors as err:
                 failed.append((i, rel, f"{type(err).__name__}: {err}"))
         if shape is None:
-            shape = (1, 1, 3)
+            shape = (1, 1, channels)
     else:
-        shape, start = (size, size, 3), 0
+        shape, start = (size, size, channels), 0
     array = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(n, *shape))
 
     def work(lo: int, hi: int) -> list[tuple[int, str, str]]:
         bad = []
         for i in range(lo, hi):
             try:
-                img = decode(root / paths[i], size)
+                img = decode(root / paths[i], size, channels)
             except errors as err:
                 bad.append((i, paths[i], f"{type(err).__name__}: {err}"))
                 continue
