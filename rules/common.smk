@@ -2,6 +2,7 @@
 from lfa.config import config_hash
 from lfa.figures_lfa import CONVENTIONS
 from lfa.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
+from lfa.plugins import plugin_files
 
 LAYOUT = Layout.from_config(config)
 PLAN = plan(config)
@@ -23,6 +24,11 @@ def job(wildcards):
 def run_outputs(run):
     """The outputs of the train rule for ``run``, named by file stem (model, train_log, train_info, predictions)."""
     return {name.split(".")[0]: str(LAYOUT.run_file(run, name)) for name in RUN_OUTPUTS}
+
+
+def plugin_inputs(wildcards):
+    """The plugin files that registered a run's loss or backbone (editing one reruns exactly those jobs)."""
+    return plugin_files(losses=[job(wildcards).loss], backbones=[job(wildcards).backbone])
 
 
 def prepared_inputs(wildcards):

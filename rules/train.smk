@@ -11,6 +11,7 @@
 rule train:
     input:
         unpack(prepared_inputs),
+        plugins=plugin_inputs,
     output:
         **run_outputs("{run}"),
     params:

@@ -42,12 +42,12 @@ def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
         raise UnreadableCheckpoint(f"{path}: unreadable ({detail})") from err
 
 
-def fingerprint(job: Any, meta: dict[str, Any]) -> str:
-    """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.plan.Job`) and the prepared
-    data it trains on (its content hash: pixels, ids, labels and folds; classes and size for data prepared
-    before content hashes)."""
+def fingerprint(job: Any, meta: dict[str, Any], code: dict[str, str] | None = None) -> str:
+    """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.plan.Job`), the prepared data it
+    trains on (its content hash: pixels, ids, labels and folds; classes and size for data prepared before
+    content hashes) and, for a loss or backbone of a plugin, the plugin file's SHA-256 (``code``)."""
     data = meta.get("data_hash") or {"classes": meta["class_names"], "n_samples": meta["n_samples"]}
-    blob = json.dumps({"key": job.key, "data": data}, sort_keys=True)
+    blob = json.dumps({"key": job.key, "data": data, **({"code": code} if code else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

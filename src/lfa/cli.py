@@ -4,7 +4,7 @@
     lfa train    --configfile config.yaml --experiment demo_lt --dataset digits_lt --backbone small_cnn \\
                  --loss fece --fold 0 [--epochs 200 --batch-size 128 --lr 0.1] [--out DIR]
     lfa evaluate --predictions results/runs/.../predictions.parquet --out metrics.parquet
-    lfa curves   --convention figure2 --out curves.csv
+    lfa curves   --plugin my_loss.py --loss my_loss --loss bce --out lfa/   (tables and Figure 2, no training)
     lfa report   --configfile config.yaml [--partial]
     lfa status   --configfile config.yaml   (runs finished / running / failed / waiting, incomplete cells)
     lfa migrate  --configfile config.yaml [--dry-run]   (runs of the layout before job keys → today's)
@@ -42,7 +42,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     layout, spec = Layout.from_config(config), specs[args.dataset]
-    print(prepare(args.dataset, spec, layout.raw(spec["source"]), layout.prepared(args.dataset),
+    print(prepare(args.dataset, spec, layout.dataset_raw(spec), layout.prepared(args.dataset),
                   config["n_splits"], config["split_seed"], layout.downloads))
     return 0
 
@@ -112,11 +112,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from lfa.curves import write_curves
+    """One table pair (``--out x.csv`` or ``x.parquet``), or a folder of tables and Figure-2 PNGs."""
+    from lfa.config import ConfigError
+    from lfa.curves import write_curves, write_lfa_folder
+    from lfa.figures_lfa import CONVENTIONS
+    from lfa.losses import lfa_grid
 
-    for path in write_curves(args.convention, args.out, args.losses or None):
+    losses = [*(args.losses or []), *args.loss] or None
+    params = _loss_params(args.param)
+    grid = lfa_grid(args.grid_points)
+    if Path(args.out).suffix.lower() in (".csv", ".parquet"):
+        paths = write_curves(args.convention or "trained", args.out, losses, params, grid)
+    else:
+        if not losses:
+            raise ConfigError("lfa curves: name the losses to draw with --loss (e.g. --loss fece --loss bce)")
+        conventions = [args.convention] if args.convention else list(CONVENTIONS)
+        paths = write_lfa_folder(args.out, losses, params, conventions, grid)
+    for path in paths:
         print(path)
     return 0
+
+
+def _loss_params(items: list[str]) -> dict[str, dict[str, float]]:
+    """``["focal.gamma=3", ...]`` → ``{"focal": {"gamma": 3.0}}``."""
+    from lfa.config import ConfigError
+
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        loss, _, name = key.partition(".")
+        try:
+            out.setdefault(loss, {})[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--param {item}: expected LOSS.NAME=NUMBER, e.g. focal.gamma=3") from None
+        if not (loss and name):
+            raise ConfigError(f"--param {item}: expected LOSS.NAME=NUMBER, e.g. focal.gamma=3")
+    return out
 
 
 def cmd_losses(args: argparse.Namespace) -> int:
@@ -232,7 +263,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfa", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                        help="a plugin file or module (your losses, backbones, sources), imported first; repeatable")
+    sub = _Subparsers(parser.add_subparsers(dest="command", required=True), common)
 
     p = sub.add_parser("prepare", help="build one prepared dataset (data/prepared/<dataset>/)")
     _add_config(p)
@@ -265,10 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{key}", type=int, help=f"{key} column (default: from train_info.json)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("curves", help="LFA curves of the registered losses (Figure 2)")
-    p.add_argument("--convention", choices=["trained", "figure2"], default="trained")
-    p.add_argument("--losses", nargs="*", help="loss names (default: every registered loss)")
-    p.add_argument("--out", required=True, help="output .csv or .parquet")
+    p = sub.add_parser("curves", help="LFA curves and Figure 2 of any registered losses, without training")
+    p.add_argument("--loss", action="append", default=[], help="a loss to draw (repeat for several)")
+    p.add_argument("--losses", nargs="*", help="loss names (with a .csv/.parquet --out: default every loss)")
+    p.add_argument("--param", action="append", default=[], metavar="LOSS.NAME=VALUE",
+                   help="a hyper-parameter override, e.g. focal.gamma=3 (repeat for several)")
+    p.add_argument("--convention", choices=["trained", "figure2"],
+                   help="one convention (default: both into a folder, trained into a file)")
+    p.add_argument("--grid-points", type=int, default=181, help="points of the LFA grid (default: %(default)s)")
+    p.add_argument("--out", required=True,
+                   help="a folder (CSV and Parquet tables, figure2_<convention>.png), or one .csv/.parquet table")
     p.set_defaults(func=cmd_curves)
 
     p = sub.add_parser("losses", help="list the registered losses")
@@ -300,21 +340,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Subparsers:
+    """``add_subparsers()`` whose every command also takes the common options (``--plugin``)."""
+
+    def __init__(self, sub: Any, common: argparse.ArgumentParser) -> None:
+        self.sub, self.common = sub, common
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return self.sub.add_parser(name, parents=[self.common], **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from lfa.plugins import load_plugins
+
+        load_plugins(args.plugin, "--plugin")
         return args.func(args)
     except Exception as err:  # the user sees one clear line; --debug style tracebacks are in the job logs
         from lfa.checkpoints import CheckpointMismatch, UnreadableCheckpoint
         from lfa.config import ConfigError
         from lfa.evaluate import PredictionsMismatch
         from lfa.io import UnreadableFile
+        from lfa.losses import LossCheckError
+        from lfa.plugins import PluginError
         from lfa.report import MixedResults
         from lfa.sources.base import RawDataInvalid
         from lfa.sources.images import CorruptImageError
 
         clear = (ConfigError, FileNotFoundError, KeyError, PredictionsMismatch, MixedResults, UnreadableFile,
-                 UnreadableCheckpoint, CheckpointMismatch, RawDataInvalid, CorruptImageError)
+                 UnreadableCheckpoint, CheckpointMismatch, RawDataInvalid, CorruptImageError, PluginError,
+                 LossCheckError)
         # a training job that diverged, or a backbone refusing the image size (models.input_size)
         said = type(err).__name__ == "DivergenceError" or (isinstance(err, ValueError) and "backbone" in str(err))
         if isinstance(err, clear) or said:

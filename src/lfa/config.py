@@ -66,7 +66,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def check_config(config: dict[str, Any]) -> None:
-    """Check names against the package registries and cross-references between sections."""
+    """Import the config's plugins, then check names against the package registries, cross-references between
+    sections and the losses' terms on the LFA grid."""
+    _use_plugins(config)
     for section in ("datasets", "experiments"):
         for name in config[section]:
             if not SAFE_NAME.fullmatch(name) or ".." in name:
@@ -80,17 +82,50 @@ def check_config(config: dict[str, Any]) -> None:
     roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
         _check_dataset(name, ds)
-        root = ds.get("root", "")
-        other = roots.setdefault(ds["source"], (name, root))
-        if other[1] != root:
-            raise ConfigError(f"datasets.{name}.root: {root or '(the default)'!r} differs from "
-                              f"{other[1] or '(the default)'!r} of datasets.{other[0]}; datasets of one source "
-                              f"({ds['source']}) share one raw root")
+        _check_root(name, ds, roots)
     for name, exp in config["experiments"].items():
         _check_experiment(config, name, exp)
     for fold in config["folds"]:
         if fold >= config["n_splits"]:
             raise ConfigError(f"folds: fold {fold} does not exist with n_splits = {config['n_splits']}")
+    _check_losses(config)
+
+
+def _use_plugins(config: dict[str, Any]) -> None:
+    from lfa.plugins import PluginError, use_config_plugins
+
+    try:
+        use_config_plugins(config)
+    except PluginError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_losses(config: dict[str, Any]) -> None:
+    """Every loss of an experiment builds with its hyper-parameters and can train (:func:`lfa.losses.check_terms`)."""
+    from lfa.losses import build_loss, check_terms, get_loss, lfa_grid
+    from lfa.registry import origin_of
+
+    grid = lfa_grid(config["lfa_grid_points"])
+    for name in sorted({loss for exp in config["experiments"].values() for loss in exp["losses"]}):
+        key = f"loss_params.{name}" if name in config["loss_params"] else f"losses: {name}"
+        try:
+            check_terms(build_loss(name, **config["loss_params"].get(name, {})), grid)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{key}: {err} (defined in {origin_of(get_loss(name))})") from None
+
+
+def _check_root(name: str, ds: dict[str, Any], roots: dict[str, tuple[str, str]]) -> None:
+    """The paper's sources share one raw root per source; the user's (folder, csv) have one per dataset."""
+    from lfa.sources import get_source
+
+    root = ds.get("root", "")
+    if get_source(ds["source"]).root_per_dataset:
+        return
+    other = roots.setdefault(ds["source"], (name, root))
+    if other[1] != root:
+        raise ConfigError(f"datasets.{name}.root: {root or '(the default)'!r} differs from "
+                          f"{other[1] or '(the default)'!r} of datasets.{other[0]}; datasets of one source "
+                          f"({ds['source']}) share one raw root")
 
 
 def _check_folders(config: dict[str, Any]) -> None:
@@ -143,13 +178,22 @@ def _check_dataset(name: str, ds: dict[str, Any]) -> None:
         raise _unknown("dataset source", f"{key}.source", ds["source"], source_names())
     source = get_source(ds["source"])
     _check_subset(key, ds["subset"], source.task)
-    if "split_lists" in ds and "split_lists" not in source.options:
-        raise ConfigError(f"{key}.split_lists: not used by source {ds['source']!r}")
-    known_parts = list(ds.get("split_lists") or source.partitions)
-    bad = [p for p in ds.get("partitions", []) if p not in known_parts]
+    owners: dict[str, list[str]] = {}  # a source's own keys (Source.options) -> the sources using them
+    for other in source_names():
+        for option in get_source(other).options:
+            owners.setdefault(option, []).append(other)
+    for option in sorted(set(ds) & set(owners) - source.options):
+        raise ConfigError(f"{key}.{option}: not used by source {ds['source']!r} (a key of source "
+                          f"{', '.join(sorted(owners[option]))})")
+    try:
+        source.check_spec(key, ds)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    known_parts = source.known_partitions(ds)
+    bad = [p for p in ds.get("partitions", []) if known_parts is not None and p not in known_parts]
     if bad:
         raise ConfigError(f"{key}.partitions: unknown partition(s) {bad} of source {ds['source']!r}; "
-                          f"known: {', '.join(known_parts) or 'none'}")
+                          f"known: {', '.join(known_parts or []) or 'none'}")
 
 
 def _check_subset(key: str, subset: dict[str, Any], task: str) -> None:
@@ -185,7 +229,7 @@ def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) ->
     import jsonschema
 
     from lfa.losses import loss_names
-    from lfa.models import backbone_names
+    from lfa.models import get_backbone
 
     key = f"experiments.{name}"
     if exp["dataset"] not in config["datasets"]:
@@ -194,8 +238,10 @@ def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) ->
         if loss not in loss_names():
             raise _unknown("loss", f"{key}.losses", loss, loss_names())
     for backbone in exp["backbones"]:
-        if backbone not in backbone_names():
-            raise _unknown("backbone", f"{key}.backbones", backbone, backbone_names())
+        try:  # a registered name, or timm:<model> / torchvision:<model> (lfa.models.get_backbone)
+            get_backbone(backbone)
+        except (KeyError, ImportError) as err:
+            raise ConfigError(f"{key}.backbones: {err}") from None
     subset = config["datasets"][exp["dataset"]]["subset"]
     if "ratios" in exp:
         allowed = subset.get("ratios", []) if subset["kind"] == "binary_ratio" else []

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from lfa.figures_lfa import CONVENTION_NOTE, CONVENTIONS
-from lfa.losses import Loss, build_loss, display_name, loss_names
+from lfa.losses import Loss, build_loss, display_name, lfa_grid, loss_names
 
 __all__ = [
     "CONVENTIONS",
@@ -41,6 +41,7 @@ __all__ = [
     "gradient_curve",
     "lfa_curve",
     "write_curves",
+    "write_lfa_folder",
 ]
 
 DIRECTIONS = ("+/-", "-/+")
@@ -50,7 +51,7 @@ LABELS = ("positive", "negative")
 FIGURE2_LOG_SCALE = 1.0 / math.log(10.0)
 
 #: Default grid of predicted probabilities (x-axis of Figure 2).
-DEFAULT_GRID = np.linspace(0.1, 0.999, 181)
+DEFAULT_GRID = lfa_grid()
 
 # Logits are clipped to +-_Z_END when a branch is evaluated at own-label probability 1 (q = 1 in float64).
 _Z_END = 40.0
@@ -196,7 +197,8 @@ def compute_curves(convention: str = "trained", losses: list[str] | None = None,
 
 
 def write_curves(convention: str, out_path: str | Path, losses: list[str] | None = None,
-                 params: dict[str, dict[str, float]] | None = None) -> tuple[Path, Path]:
+                 params: dict[str, dict[str, float]] | None = None,
+                 grid: np.ndarray | None = None) -> tuple[Path, Path]:
     """Compute the curves (:func:`compute_curves`) and write them as CSV or Parquet (by suffix).
 
     The LFA table goes to ``out_path``, the gradient table beside it with ``_gradients`` before the
@@ -207,7 +209,7 @@ def write_curves(convention: str, out_path: str | Path, losses: list[str] | None
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{out}: unsupported suffix {out.suffix!r}; use .csv or .parquet")
     grad_path = out.with_name(f"{out.stem}_gradients{out.suffix}")
-    lfa_df, grad_df = compute_curves(convention, losses, params)
+    lfa_df, grad_df = compute_curves(convention, losses, params, grid)
     out.parent.mkdir(parents=True, exist_ok=True)
     for frame, path in ((lfa_df, out), (grad_df, grad_path)):
         if suffix == ".csv":
@@ -215,3 +217,30 @@ def write_curves(convention: str, out_path: str | Path, losses: list[str] | None
         else:
             frame.to_parquet(path, index=False)
     return out, grad_path
+
+
+def write_lfa_folder(out_dir: str | Path, losses: list[str], params: dict[str, dict[str, float]] | None = None,
+                     conventions: Sequence[str] = CONVENTIONS, grid: np.ndarray | None = None,
+                     gradient_loss: str | None = None) -> list[Path]:
+    """LFA of any registered losses, without training: per convention, the curve and gradient tables as CSV
+    and Parquet and a Figure-2-style PNG (panel (a): the gradients of ``gradient_loss``, default the first
+    loss). Each loss is checked first (:func:`lfa.losses.check_terms`). Returns the files written."""
+    from lfa.figures_lfa import plot_figure2
+    from lfa.losses import check_terms
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = DEFAULT_GRID if grid is None else grid
+    for name in losses:
+        check_terms(build_loss(name, **(params or {}).get(name, {})), grid)
+    written: list[Path] = []
+    for convention in conventions:
+        lfa_df, grad_df = compute_curves(convention, losses, params, grid)
+        for stem, frame in ((f"lfa_{convention}", lfa_df), (f"gradients_{convention}", grad_df)):
+            frame.to_csv(out / f"{stem}.csv", index=False)
+            frame.to_parquet(out / f"{stem}.parquet", index=False)
+            written += [out / f"{stem}.csv", out / f"{stem}.parquet"]
+        fig = plot_figure2(lfa_df, grad_df, convention, gradient_loss=gradient_loss or losses[0])
+        fig.savefig(out / f"figure2_{convention}.png", dpi=150)
+        written.append(out / f"figure2_{convention}.png")
+    return written

@@ -40,6 +40,7 @@ from lfa.io import atomic_path, atomic_torch_save
 from lfa.losses import Loss, build_loss
 from lfa.models import build_model, input_size
 from lfa.plan import Job
+from lfa.plugins import plugin_digests
 from lfa.predict import predict, write_predictions
 
 #: Exit code of a job stopped by SIGTERM/SIGUSR1 after saving its state (EX_TEMPFAIL: try again).
@@ -134,7 +135,7 @@ def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
     model, init_info = build(job, s, prepared, device)
     opt = make_optimizer(model, s)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s["lr_step_epochs"], gamma=s["lr_gamma"])
-    state = TrainingState(state_dir, fingerprint(job, prepared.meta), model, opt, sched,
+    state = TrainingState(state_dir, fingerprint(job, prepared.meta, plugin_code(job)), model, opt, sched,
                           {"job_key": job.key, "data_hash": prepared.meta.get("data_hash", "")})
     return Run(job, s, device, prepared, prepared.split(job.fold), data, batcher, size, model,
                compiled(model, s["compile"]), build_loss(job.loss, **job.loss_params), opt, sched, state,
@@ -320,6 +321,11 @@ def final_scores(run: Run, diverged: str | None) -> dict[str, torch.Tensor]:
     return scores
 
 
+def plugin_code(job: Job) -> dict[str, str]:
+    """``{plugin: sha256}`` of the plugins that registered the job's loss or backbone (empty: none did)."""
+    return plugin_digests(losses=[job.loss], backbones=[job.backbone])
+
+
 def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
                extra_info: dict[str, Any]) -> dict[str, Any]:
     """What ``train_info.json`` records: the job, the hyper-parameters in effect, the device, the times."""
@@ -338,6 +344,8 @@ def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 1e9
     if run.init_info is not None:
         info["init"] = run.init_info
+    if plugin_code(run.job):
+        info["plugins"] = plugin_code(run.job)
     if diverged is not None:
         info["diverged"] = diverged
     return {**info, **extra_info}

@@ -1,14 +1,15 @@
 """Snakemake adapter: LFA and gradient curves of the configured losses (lfa.curves.compute_curves)."""
 
-import numpy as np
-
 from lfa.curves import compute_curves
 from lfa.io import write_parquet
 from lfa.logs import logged
+from lfa.losses import lfa_grid
+from lfa.plugins import use_config_plugins
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
+use_config_plugins(sm.config)  # the user's losses, before the registry is read
 with logged(sm.log[0]):
-    grid = np.linspace(0.1, 0.999, sm.params.grid_points)
+    grid = lfa_grid(sm.params.grid_points)
     curves, gradients = compute_curves(sm.wildcards.convention, list(sm.params.losses),
                                        dict(sm.params.loss_params), grid=grid)
     write_parquet(curves, sm.output.curves, {"lfa.convention": sm.wildcards.convention})
