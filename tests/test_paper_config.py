@@ -110,6 +110,21 @@ def test_estimate_counts_jobs_and_hours(config):
     assert "table5 (table5) uses 25 runs of table4 (table4)" in text
 
 
+def test_backbones_without_measured_throughput_are_left_out_of_the_hours_and_said(config):
+    """A timm model has no measured throughput: its jobs add no NaN to the hours, and the estimate says so."""
+    import copy
+
+    mixed = copy.deepcopy(config)
+    mixed["experiments"]["table3"]["backbones"] = [*config["experiments"]["table3"]["backbones"], "timm:resnet18"]
+    rows = {r["experiment"]: r for r in estimate(mixed)}
+    before = {r["experiment"]: r for r in estimate(config)}
+    assert rows["table3"]["gpu_hours"] == pytest.approx(before["table3"]["gpu_hours"])
+    assert rows["table3"]["unmeasured"] == ["timm:resnet18"] and before["table3"]["unmeasured"] == []
+    text = format_estimate(mixed)
+    assert "nan" not in text and re.search(r"^total\s+\d+\s+\d+\s+\d+\.\d\+\?$", text, re.M), text
+    assert "+?: no throughput measured for timm:resnet18" in text
+
+
 @pytest.mark.slow
 def test_lfa_estimate_command():
     out = subprocess.run([LFA, "estimate", "--configfile", str(PAPER)], capture_output=True, text=True, timeout=300)

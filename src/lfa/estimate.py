@@ -15,6 +15,7 @@ GPU-hours
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +182,8 @@ def estimate(config: dict[str, Any]) -> list[dict[str, Any]]:
     for cost in job_costs(config):
         exp = cost.experiment
         row = rows.setdefault(exp, {"table": table_of(config, exp), "experiment": exp, "jobs": 0, "shared": 0,
-                                    "shares_with": {}, "datasets": [], "backbones": [], "gpu_hours": 0.0})
+                                    "shares_with": {}, "datasets": [], "backbones": [], "gpu_hours": 0.0,
+                                    "unmeasured": []})
         row["jobs"] += 1
         row["shared"] += int(cost.shared)
         if cost.shared:
@@ -191,7 +193,10 @@ def estimate(config: dict[str, Any]) -> list[dict[str, Any]]:
         label = f"{cost.job.backbone}@{cost.input_side}"
         if label not in row["backbones"]:
             row["backbones"].append(label)
-        row["gpu_hours"] += cost.gpu_seconds / 3600
+        if math.isfinite(cost.gpu_seconds):
+            row["gpu_hours"] += cost.gpu_seconds / 3600
+        elif cost.job.backbone not in row["unmeasured"]:  # no measured throughput: left out of the hours
+            row["unmeasured"].append(cost.job.backbone)
     for exp, row in rows.items():
         row["datasets"] = ", ".join(row["datasets"]) if len(row["datasets"]) < 3 else (
             f"{row['datasets'][0]} … ({len(row['datasets'])} ratios)")
@@ -213,10 +218,13 @@ def format_estimate(config: dict[str, Any], gpus: int = 1) -> str:
         by_table.setdefault(row["table"], []).append(row)
     total_jobs = total_trained = 0
     total_hours = 0.0
+    unmeasured = sorted({b for r in rows for b in r["unmeasured"]})
+    plus = "+?" if unmeasured else ""
     for table, trs in by_table.items():
         for r in trs:
             trained = r["jobs"] - r["shared"]
-            lines.append(f"{table:16s} {r['experiment']:24s} {r['jobs']:5d} {trained:8d} {r['gpu_hours']:8.1f}  "
+            hours = f"{r['gpu_hours']:.1f}{'+?' if r['unmeasured'] else ''}"
+            lines.append(f"{table:16s} {r['experiment']:24s} {r['jobs']:5d} {trained:8d} {hours:>8s}  "
                          f"{r['backbones']} / {r['datasets']} ({r['images_per_job']})")
         jobs_t = sum(r["jobs"] for r in trs)
         trained_t = sum(r["jobs"] - r["shared"] for r in trs)
@@ -226,8 +234,12 @@ def format_estimate(config: dict[str, Any], gpus: int = 1) -> str:
         total_jobs += jobs_t
         total_trained += trained_t
         total_hours += hours_t
-    lines += ["", f"{'total':16s} {'':24s} {total_jobs:5d} {total_trained:8d} {total_hours:8.1f}",
-              f"wall-clock on {gpus} GPU(s) of that kind, one job per GPU: about {total_hours / max(gpus, 1):.1f} h"]
+    lines += ["", f"{'total':16s} {'':24s} {total_jobs:5d} {total_trained:8d} {f'{total_hours:.1f}{plus}':>8s}",
+              f"wall-clock on {gpus} GPU(s) of that kind, one job per GPU: "
+              f"about {total_hours / max(gpus, 1):.1f} h{plus}"]
+    if unmeasured:
+        lines.append(f"+?: no throughput measured for {', '.join(unmeasured)}; their jobs are left out of the hours "
+                     "(and get a 24 h time limit under SLURM); benchmarks/gpu_check.sh measures one")
     shared = total_jobs - total_trained
     if shared:
         lines.append(f"{shared} jobs are identical to another experiment's and are trained once (shared):")
