@@ -79,7 +79,7 @@ def test_a_plugin_file_registers_its_loss_once_and_says_what_it_registered(tmp_p
     assert plugin_digests(losses=["sq_test"]) == {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-@pytest.mark.parametrize("case", ["missing", "fails", "twice", "module"])
+@pytest.mark.parametrize("case", ["missing", "fails", "syntax", "twice", "module"])
 def test_a_plugin_that_cannot_be_used_is_refused_by_the_config_check(tmp_path, clean_registry, case):
     from lfa.config import ConfigError
 
@@ -89,6 +89,10 @@ def test_a_plugin_that_cannot_be_used_is_refused_by_the_config_check(tmp_path, c
         bad = tmp_path / "bad.py"
         bad.write_text("import torch\n\nvalue = {}['missing']\n")
         plugins, expected = [str(bad)], r"failed to import: KeyError: 'missing' \(at bad.py, line 3\)"
+    elif case == "syntax":
+        bad = tmp_path / "typo.py"
+        bad.write_text("import torch\n\n\nloss = torch.tensor((1,\n")
+        plugins, expected = [str(bad)], r"failed to import: SyntaxError: .*\(at typo.py, line 4\)"
     elif case == "twice":
         first, second = write_plugin(tmp_path), write_plugin(tmp_path, file="copy.py")
         plugins = [str(first), str(second)]

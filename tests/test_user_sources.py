@@ -233,7 +233,7 @@ def test_a_column_not_found_lists_the_columns(tmp_path):
     with pytest.raises(RawDataInvalid) as err:
         get_source("csv").load(x.images, _cxr(x, group_column="PatientID", base="xray"))
     text = str(err.value)
-    assert "column 'PatientID' (datasets.xray.group_column) not found" in text
+    assert "column 'PatientID' (datasets.xray.group_column) not found (did you mean 'Patient ID'" in text
     assert "'Image Index', 'Finding Labels', 'Follow-up #', 'Patient ID'" in text and "'OriginalImage[Width'" in text
 
 
@@ -458,7 +458,7 @@ def test_each_folder_dataset_has_its_own_root_and_the_check_names_a_missing_one(
         ensure_raw("folder", tmp_path / "unused", specs)
 
 
-def test_the_check_sees_the_table_keys(tmp_path):
+def test_the_check_sees_the_table_keys(tmp_path, capsys):
     x = chestxray_csv(tmp_path / "cxr", n_patients=3)
     config = validate_config(_config({"xray": _cxr(x, group_column="Patient ID"),
                                       "xray_lt": _cxr(x, image_size=8)}))
@@ -471,6 +471,7 @@ def test_the_check_sees_the_table_keys(tmp_path):
     assert info["tables"][0]["images"] == len(x.files) and info["tables"][0]["groups"] == 3
     bad = json.dumps([{**specs[0], "path_column": "Image"}])
     assert sources_main(["check", "csv", "--root", str(x.images), "--specs", bad, "--no-download"]) == 1
+    assert "column 'Image' (datasets.xray.path_column) not found (did you mean 'Image Index'?)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -68,9 +68,12 @@ def _is_file(spec: str) -> bool:
 
 def _last_line(err: BaseException) -> str:
     """The last line of an exception's traceback, with the plugin's line it came from."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not f.filename.startswith("<frozen") and "importlib" not in Path(f.filename).parts]
-    where = f" (at {Path(frames[-1].filename).name}, line {frames[-1].lineno})" if frames else ""
+    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith("<frozen") and "importlib" not in Path(f.filename).parts
+              and Path(f.filename).resolve() != Path(__file__).resolve()]
+    if isinstance(err, SyntaxError) and err.filename:  # raised while compiling: the file has no frame yet
+        frames.append((err.filename, err.lineno))
+    where = f" (at {Path(frames[-1][0]).name}, line {frames[-1][1]})" if frames else ""
     return f"{traceback.format_exception_only(type(err), err)[-1].strip()}{where}"
 
 

@@ -48,12 +48,12 @@ def check_specs(config: dict[str, Any], source: str, downloads: str | Path) -> l
 
     src = get_source(source)
     out = []
-    for ds in config["datasets"].values():
+    for name, ds in config["datasets"].items():
         if ds["source"] != source:
             continue
         spec: dict[str, Any] = {"checksums": ds["checksums"], "downloads": str(downloads)}
-        if src.root_per_dataset:
-            spec["root"] = ds.get("root", "")  # "": the source's default folder
+        if src.root_per_dataset:  # the user's sources: each dataset checked on its own, errors named by it
+            spec.update(root=ds.get("root", ""), base=name)  # root "": the source's default folder
         for key in sorted(src.options):
             if key in ds:
                 spec[key] = json.loads(json.dumps(ds[key]))

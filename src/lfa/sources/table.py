@@ -96,7 +96,11 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
 
 def _column(header: list[str], spec: dict[str, Any], key: str, name: str, path: Path) -> int:
     if name not in header:
-        raise RawDataInvalid(f"{path}: column {name!r} ({_key(spec, key)}) not found; the columns are: "
+        import difflib
+
+        close = difflib.get_close_matches(name, header, n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise RawDataInvalid(f"{path}: column {name!r} ({_key(spec, key)}) not found{hint}; the columns are: "
                              f"{', '.join(repr(h) for h in header)}")
     return header.index(name)
 
