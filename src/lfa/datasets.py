@@ -381,6 +381,8 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     options = {k: spec[k] for k in sorted(src.options) if k in spec}
     if options:
         meta["source_options"] = options
+    if sel.task == "multi_label":  # e.g. ChestX-ray14's No Finding: negatives for every class
+        meta["n_no_positive"] = int((sel.labels.sum(axis=1) == 0).sum())
     if sel.groups is not None:
         meta["group_column"] = spec.get("group_column", "group")
         meta["n_groups"] = len(set(sel.groups))

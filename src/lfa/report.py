@@ -261,7 +261,8 @@ def figure_class_distribution(meta: dict[str, Any]) -> str:
         ax.set_yscale("log")
     ax.set_xlabel("class")
     ax.set_title(meta["name"])
-    ax.tick_params(axis="x", rotation=45 if len(counts) > 6 else 0)
+    long_names = len(counts) > 6 or counts["name"].astype(str).str.len().max() > 12
+    ax.tick_params(axis="x", rotation=90 if long_names else 0)
     return fig_to_data_uri(fig)
 
 
@@ -290,19 +291,25 @@ def figure_ratio_family(base: str, rows: list[dict[str, Any]], class_names: list
     return fig_to_data_uri(fig)
 
 
+def hardest_under(losses: list[str]) -> str:
+    """The loss whose recall orders the heatmap's classes: BCE, the common baseline, else the first loss."""
+    return "bce" if "bce" in losses else losses[0]
+
+
 def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str,
                           labels: dict[str, str] | None = None) -> str | None:
     rec = per_class[per_class.metric == "recall"]
     if rec.empty:
         return None
     table = rec.pivot_table(index="class_name", columns="loss", values="mean")
-    order = table["bce"].sort_values().index if "bce" in table else table.mean(axis=1).sort_values().index
+    by = hardest_under(losses)
+    order = table[by].sort_values().index if by in table else table.mean(axis=1).sort_values().index
     table = table.loc[order, [loss for loss in losses if loss in table.columns]]
     table.columns = [_label(labels, c) for c in table.columns]
     fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 2.5, 0.32 * len(table) + 1.4))
     sns.heatmap(table, annot=len(table) <= 40, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
                 cbar_kws={"label": "recall"})
-    ax.set_ylabel("class (hardest under BCE first)")
+    ax.set_ylabel(f"class (hardest under {_label(labels, by)} first)")
     ax.set_xlabel("")
     ax.set_title(title)
     return fig_to_data_uri(fig)
@@ -357,6 +364,10 @@ def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: s
                     alpha=0.8)
     g.set_titles("{col_name}")
     g.set_axis_labels("epoch", "loss value")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     g.figure.suptitle(title, y=1.04)
     return fig_to_data_uri(g.figure)
 
@@ -521,7 +532,8 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
             sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
             fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}", labels)
             if fig:
-                figures.append({"title": f"Per-class recall, {backbone} (hardest classes under BCE first)",
+                under = _label(labels, hardest_under(losses))
+                figures.append({"title": f"Per-class recall, {backbone} (hardest classes under {under} first)",
                                 "src": fig})
             fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
                                                           f"Per-class AUC vs frequency · {dataset}", labels)
@@ -555,6 +567,7 @@ def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
         wide["cell"] = [format_cell(m, s, 2) for m, s in zip(wide["mean"], wide["std"], strict=True)]
         wide["col"] = wide["loss"].map(lambda n: _label(res.labels, n)) + " " + wide["metric"].map(METRIC_LABELS)
         t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
+        t.columns.name = None  # no header cell naming the pivoted column
         out.append({"title": f"{dataset} · {backbone}",
                     "html": t.reset_index().to_html(index=False, classes="per-class")})
     return out
