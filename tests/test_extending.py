@@ -2,7 +2,7 @@
 
 The recipes' files are written as they are; their config blocks are combined into one ``my_config.yaml``
 (``plugins`` lists joined, as the page says), to which the test adds only the run length (three folds, two
-epochs on the CPU). The data are small files in the real formats (``tests/user_data.py``): a PNG/JPEG class
+epochs on the CPU, batches of 32). The data are small files in the real formats (``tests/user_data.py``): a PNG/JPEG class
 tree at ``skin_images/``, ChestX-ray14's ``Data_Entry_2017.csv`` with its PNGs and CheXpert's ``train.csv``
 with its JPEGs. No line under ``src/`` is involved beyond what the package ships.
 """
@@ -72,7 +72,8 @@ def work(tmp_path_factory) -> Path:
             (work / name).write_text(text)
         elif kind == "config":
             merge(config, yaml.safe_load(text))
-    config.update(folds=[0, 1, 2], train={"device": "cpu", "epochs": 2, "batch_size": 32, "lr": 3.0e-3})
+    config["folds"] = [0, 1, 2]
+    config.setdefault("train", {}).update(device="cpu", epochs=2, batch_size=32)
     (work / "my_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run_snakemake(work, configfile=work / "my_config.yaml", timeout=1500)
     return work
@@ -100,7 +101,7 @@ def test_every_recipe_gives_a_report_with_every_table_and_figure(work):
 
     for name in (*config["experiments"], "Squared error", "timm:resnet18", "tiny_mlp", get_source("csv").title,
                  get_source("folder").title, "table <code>../Data_Entry_2017.csv</code>",
-                 "every <code>Patient ID</code> in one fold (30 groups)"):
+                 "every <code>Patient ID</code> in one fold (30 groups)", "without any positive label"):
         assert name in html, name
     for experiment in config["experiments"]:
         assert (work / f"results/tables/{experiment}.csv").exists()
