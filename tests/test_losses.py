@@ -281,6 +281,9 @@ def test_duplicate_and_invalid_registration() -> None:
         name = "bce"
         display = "BCE again"
 
+        def compute_terms(self, z):
+            return z, z
+
     with pytest.raises(ValueError, match=r"loss 'bce' is registered twice: in .*src/lfa/losses\.py and in "
                                          r".*tests/test_losses\.py"):
         register_loss(Duplicate)
@@ -292,6 +295,14 @@ def test_duplicate_and_invalid_registration() -> None:
         register_loss(Nameless)
     with pytest.raises(TypeError):
         register_loss(int)  # type: ignore[arg-type]
+
+    class Termless(Loss):
+        name = "termless_test"
+        display = "Termless"
+
+    with pytest.raises(ValueError, match="Termless: a registered loss implements compute_terms"):
+        register_loss(Termless)
+    assert "termless_test" not in loss_names()
     assert "bce" in loss_names() and display_name("bce") == "BCE"
 
 

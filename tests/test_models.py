@@ -349,7 +349,8 @@ def test_load_init_maps_library_backbones_and_names_a_channel_mismatch(tmp_path)
 def test_registered_backbones_are_unchanged():
     """The registered names keep their sizes and their preprocessing (the library path added nothing to them)."""
     sizes = {name: (get_backbone(name).display, get_backbone(name).min_size, get_backbone(name).default_size,
-                    get_backbone(name).fixed_size) for name in backbone_names()}
+                    get_backbone(name).fixed_size) for name in backbone_names()
+             if not name.endswith("_test")}  # other tests register their own
     assert sizes == {
         "alexnet": ("AlexNet", 63, 256, 0), "botnet": ("BoTNet-26T", 256, 256, 256),
         "cifar_resnet": ("ResNet-18 (CIFAR)", 8, 32, 0), "cifar_resnet20": ("ResNet-20 (CIFAR)", 8, 32, 0),

@@ -76,7 +76,8 @@ def test_a_plugin_file_registers_its_loss_once_and_says_what_it_registered(tmp_p
     assert plugin_files(losses=["bce"], backbones=["small_cnn"]) == []
     import hashlib
 
-    assert plugin_digests(losses=["sq_test"]) == {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
+    one_file = hashlib.sha256(hashlib.sha256(path.read_bytes()).digest()).hexdigest()  # the files' hashes, hashed
+    assert plugin_digests(losses=["sq_test"]) == {str(path): one_file}
 
 
 @pytest.mark.parametrize("case", ["missing", "fails", "syntax", "twice", "module"])
@@ -179,3 +180,59 @@ def test_lfa_curves_names_a_missing_plugin_and_an_unknown_loss(tmp_path):
     assert proc.returncode == 2 and "--plugin[0]: plugin file missing.py not found" in proc.stderr
     proc = run_lfa("curves", "--plugin", "my_losses.py", "--loss", "sq_tset", "--out", "lfa", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown loss 'sq_tset' (did you mean sq_test?)" in proc.stderr
+
+
+def test_the_modules_a_plugin_imports_are_its_files_and_in_its_digest(tmp_path, clean_registry, monkeypatch):
+    """A helper beside a plugin file, and every module of a plugin package, are inputs; libraries are not."""
+    from lfa.plugins import load_plugin, plugin_digests, plugin_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helper_terms.py").write_text("import torch\n\ndef pos(z):\n    return torch.exp(-z)\n")
+    body = SQUARED.replace("import torch\n", "import torch\n\nimport helper_terms\n", 1).replace(
+        'return self.hparams["w"] * (1 - p) ** 2, p ** 2', "return helper_terms.pos(z), torch.exp(z)")
+    write_plugin(tmp_path, body=body)
+    package = tmp_path / "site" / "mylosses"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from . import terms  # noqa: F401\n")
+    (package / "terms.py").write_text(SQUARED.format(name="pkg_test"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    load_plugin("my_losses.py")
+    load_plugin("mylosses")
+    assert plugin_files(losses=["sq_test"]) == ["helper_terms.py", "my_losses.py"]
+    assert plugin_files(losses=["pkg_test"]) == ["site/mylosses/__init__.py", "site/mylosses/terms.py"]
+    before = plugin_digests(losses=["pkg_test"])
+    (package / "terms.py").write_text((package / "terms.py").read_text() + "\n# tuned\n")
+    assert plugin_digests(losses=["pkg_test"]) != before
+
+
+def test_the_fingerprint_does_not_depend_on_how_the_plugin_path_is_written(clean_registry):
+    from lfa.checkpoints import fingerprint
+    from lfa.plan import jobs
+
+    job = jobs(config_with([], ["bce"]))[0]
+    meta = {"data_hash": "abc"}
+    assert fingerprint(job, meta, {"./my_losses.py": "ab" * 32}) == fingerprint(job, meta, {"my_losses.py": "ab" * 32})
+    assert fingerprint(job, meta, {"my_losses.py": "ab" * 32}) != fingerprint(job, meta, {"my_losses.py": "cd" * 32})
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (SQUARED.replace("def compute_terms", "def compute_term"),
+     r"failed to import: ValueError: Squared: a registered loss implements compute_terms.* \(at my_losses.py"),
+    (SQUARED.replace('self.hparams["w"]', 'self.hparams["weight"]'),
+     r"its terms fail on the LFA grid \(torch.float32\): KeyError: 'weight' \(at my_losses.py, line 18\)"),
+])
+def test_a_bug_in_a_plugin_loss_is_one_line_with_its_place(tmp_path, clean_registry, body, expected):
+    from lfa.config import ConfigError
+
+    path = write_plugin(tmp_path, body=body)
+    with pytest.raises(ConfigError, match=expected):
+        config_with([str(path)], ["sq_test"])
+
+
+def test_a_config_without_plugins_hashes_as_before_the_key_existed(clean_registry):
+    from lfa.config import config_hash
+
+    config = config_with([], ["bce"])
+    assert config["plugins"] == []
+    assert config_hash(config) == config_hash({k: v for k, v in config.items() if k != "plugins"})
+    assert config_hash({**config, "plugins": ["x.py"]}) != config_hash(config)

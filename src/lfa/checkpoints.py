@@ -47,7 +47,9 @@ def fingerprint(job: Any, meta: dict[str, Any], code: dict[str, str] | None = No
     trains on (its content hash: pixels, ids, labels and folds; classes and size for data prepared before
     content hashes) and, for a loss or backbone of a plugin, the plugin file's SHA-256 (``code``)."""
     data = meta.get("data_hash") or {"classes": meta["class_names"], "n_samples": meta["n_samples"]}
-    blob = json.dumps({"key": job.key, "data": data, **({"code": code} if code else {})}, sort_keys=True)
+    # the plugins' code by content only: how a config spells their paths does not matter
+    blob = json.dumps({"key": job.key, "data": data, **({"code": sorted(code.values())} if code else {})},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -120,7 +120,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
     losses = [*(args.losses or []), *args.loss] or None
     params = _loss_params(args.param)
-    grid = lfa_grid(args.grid_points)
+    grid = lfa_grid(args.grid_points or _schema_default("lfa_grid_points"))
     if Path(args.out).suffix.lower() in (".csv", ".parquet"):
         paths = write_curves(args.convention or "trained", args.out, losses, params, grid)
     else:
@@ -131,6 +131,21 @@ def cmd_curves(args: argparse.Namespace) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def _schema_default(key: str) -> Any:
+    from lfa.config import load_schema
+
+    return load_schema()["properties"][key]["default"]
+
+
+def _grid_points(text: str) -> int:
+    from lfa.config import load_schema
+
+    least = load_schema()["properties"]["lfa_grid_points"]["minimum"]
+    if not text.isdigit() or int(text) < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least {least}")
+    return int(text)
 
 
 def _loss_params(items: list[str]) -> dict[str, dict[str, float]]:
@@ -306,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyper-parameter override, e.g. focal.gamma=3 (repeat for several)")
     p.add_argument("--convention", choices=["trained", "figure2"],
                    help="one convention (default: both into a folder, trained into a file)")
-    p.add_argument("--grid-points", type=int, default=181, help="points of the LFA grid (default: %(default)s)")
+    p.add_argument("--grid-points", type=_grid_points, help="points of the LFA grid (default: the config "
+                   "schema's lfa_grid_points)")
     p.add_argument("--out", required=True,
                    help="a folder (CSV and Parquet tables, figure2_<convention>.png), or one .csv/.parquet table")
     p.set_defaults(func=cmd_curves)

@@ -102,6 +102,7 @@ def _use_plugins(config: dict[str, Any]) -> None:
 
 def _check_losses(config: dict[str, Any]) -> None:
     """Every loss of an experiment builds with its hyper-parameters and can train (:func:`lfa.losses.check_terms`)."""
+    from lfa.logs import error_line
     from lfa.losses import build_loss, check_terms, get_loss, lfa_grid
     from lfa.registry import origin_of
 
@@ -112,6 +113,9 @@ def _check_losses(config: dict[str, Any]) -> None:
             check_terms(build_loss(name, **config["loss_params"].get(name, {})), grid)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{key}: {err} (defined in {origin_of(get_loss(name))})") from None
+        except Exception as err:  # a plugin's bug: the loss, the error and its line
+            raise ConfigError(f"{key}: loss {name!r} fails on the LFA grid: {error_line(err)} "
+                              f"(defined in {origin_of(get_loss(name))})") from None
 
 
 def _check_root(name: str, ds: dict[str, Any], roots: dict[str, tuple[str, str]]) -> None:
@@ -258,6 +262,8 @@ def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) ->
 
 def config_hash(config: dict[str, Any]) -> str:
     """Short stable hash of a (validated) config, stored in Parquet metadata and the report."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    # a config without plugins hashes as before the key existed (results aggregated then stay valid)
+    hashed = {k: v for k, v in config.items() if not (k == "plugins" and not v)}
+    blob = json.dumps(hashed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

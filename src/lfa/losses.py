@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lfa.logs import error_line
 from lfa.registry import Registry, UnknownNameError, origin_of
 
 __all__ = [
@@ -238,9 +239,15 @@ def check_terms(loss: Loss, p: np.ndarray | Tensor) -> None:
     for dtype in (torch.float32, torch.float64):
         for index, which, at in ((0, "positive-label term L+", grid), (1, "negative-label term L-", 1.0 - grid)):
             z = torch.logit(at).to(dtype).requires_grad_(True)
-            with torch.enable_grad():
-                term = _check_pair(loss, loss.terms(z), z)[index]
-                grad = torch.autograd.grad(term.sum(), z)[0] if term.requires_grad else torch.zeros_like(z)
+            try:
+                with torch.enable_grad():
+                    term = _check_pair(loss, loss.terms(z), z)[index]
+                    grad = torch.autograd.grad(term.sum(), z)[0] if term.requires_grad else torch.zeros_like(z)
+            except LossCheckError:
+                raise
+            except Exception as err:  # a bug in the loss's code: its error and line
+                raise LossCheckError(f"loss {loss.name!r}: its terms fail on the LFA grid ({dtype}): "
+                                     f"{error_line(err)}") from None
             for what, values in (("value", term.detach()), ("gradient", grad)):
                 bad = torch.nonzero(~torch.isfinite(values))
                 if len(bad):
@@ -262,6 +269,8 @@ def register_loss(cls: type[Loss]) -> type[Loss]:
         raise ValueError(f"{cls.__name__}: a registered loss needs a non-empty class attribute 'name'")
     if not cls.display:
         raise ValueError(f"{cls.__name__}: a registered loss needs a non-empty class attribute 'display'")
+    if cls.compute_terms is Loss.compute_terms:
+        raise ValueError(f"{cls.__name__}: a registered loss implements compute_terms(self, z) -> (L+, L-)")
     return _LOSSES.register(cls.name, cls, cls.display, origin_of(cls))
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -79,6 +79,9 @@ class Job:
     settings: Mapping[str, Any]  # result-shaping train settings, sorted by key
     loss_params: Mapping[str, float]  # the config's loss_params.<loss> (the loss's own defaults fill the rest)
     runtime: Mapping[str, Any] = field(default_factory=dict, compare=False)  # RUNTIME_KEYS
+    #: The config's plugins, imported before the job's loss and backbone are built (their code is in the
+    #: resume fingerprint, lfa.train.plugin_code; not in the key, which stays what the config says).
+    plugins: tuple[str, ...] = field(default=(), compare=False)
 
     def identity(self) -> dict[str, Any]:
         """Exactly what shapes the result (JSON-able)."""
@@ -109,17 +112,19 @@ class Job:
         return {**self.settings, **self.runtime}
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.identity(), "runtime": dict(self.runtime), "key": self.key}
+        return {**self.identity(), "runtime": dict(self.runtime), "key": self.key,
+                **({"plugins": list(self.plugins)} if self.plugins else {})}
 
     @classmethod
     def build(cls, dataset: str, backbone: str, loss: str, seed: int, fold: int, settings: Mapping[str, Any],
-              loss_params: Mapping[str, float] | None = None) -> Job:
-        """A job from complete train settings (runtime knobs split off) and the config's loss hyper-parameters."""
+              loss_params: Mapping[str, float] | None = None, plugins: Sequence[str] = ()) -> Job:
+        """A job from complete train settings (runtime knobs split off), the config's loss hyper-parameters and
+        its plugins."""
         params = dict(loss_params or {})
         return cls(dataset, backbone, loss, int(seed), int(fold),
                    {k: settings[k] for k in sorted(settings) if k not in RUNTIME_KEYS},
                    {k: float(params[k]) for k in sorted(params)},
-                   {k: settings[k] for k in RUNTIME_KEYS if k in settings})
+                   {k: settings[k] for k in RUNTIME_KEYS if k in settings}, tuple(plugins))
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -149,15 +154,17 @@ def experiment_datasets(config: dict[str, Any], experiment: str) -> list[str]:
 
 
 def prepared_datasets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every prepared dataset the config needs, mapped to its spec (``base`` name, ``ratio_k`` or None)."""
+    """Every prepared dataset the config needs, mapped to its spec (``base`` name, ``ratio_k`` or None, and the
+    config's ``plugins`` where it has any: a plugin may register the source)."""
     out: dict[str, dict[str, Any]] = {}
+    plugins = {"plugins": list(config["plugins"])} if config.get("plugins") else {}
     for name, ds in config["datasets"].items():
         subset = ds["subset"]
         if subset["kind"] == "binary_ratio":
             for k in subset["ratios"]:
-                out[ratio_dataset(name, k)] = {**json.loads(json.dumps(ds)), "base": name, "ratio_k": k}
+                out[ratio_dataset(name, k)] = {**json.loads(json.dumps(ds)), "base": name, "ratio_k": k, **plugins}
         else:
-            out[name] = {**json.loads(json.dumps(ds)), "base": name, "ratio_k": None}
+            out[name] = {**json.loads(json.dumps(ds)), "base": name, "ratio_k": None, **plugins}
     return out
 
 
@@ -170,7 +177,7 @@ def make_job(config: dict[str, Any], experiment: str, dataset: str, backbone: st
              fold: int, overrides: Mapping[str, Any] | None = None) -> Job:
     """The job of one cell, seed and fold of ``experiment`` (``overrides``: train settings, e.g. by hand)."""
     return Job.build(dataset, backbone, loss, seed, fold, {**train_settings(config, experiment), **(overrides or {})},
-                     config["loss_params"].get(loss, {}))
+                     config["loss_params"].get(loss, {}), config.get("plugins", ()))
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,11 @@ class Layout:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layout:
-        roots = {ds["source"]: ds["root"] for ds in config["datasets"].values() if ds.get("root")}
+        from lfa.sources import get_source
+
+        # a source's one raw root (the paper's); the user's folder and csv sources have a root per dataset
+        roots = {ds["source"]: ds["root"] for ds in config["datasets"].values()
+                 if ds.get("root") and not get_source(ds["source"]).root_per_dataset}
         return cls(Path(config["data_dir"]), Path(config["results_dir"]), Path(config["reports_dir"]),
                    Path(config["logs_dir"]), roots)
 
@@ -243,8 +254,8 @@ class Layout:
         return Path(self.raw_roots[source]) if source in self.raw_roots else self.data / "raw" / source
 
     def dataset_raw(self, spec: dict[str, Any]) -> Path:
-        """The raw-data folder a dataset is prepared from: its own ``root``, else its source's (:meth:`raw`)."""
-        return Path(spec["root"]) if spec.get("root") else self.raw(spec["source"])
+        """The raw-data folder a dataset is prepared from: its own ``root``, else ``<data_dir>/raw/<source>``."""
+        return Path(spec["root"]) if spec.get("root") else self.data / "raw" / spec["source"]
 
     def raw_marker(self, source: str) -> Path:
         """Written once the raw data of ``source`` passed its check."""

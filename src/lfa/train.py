@@ -40,7 +40,7 @@ from lfa.io import atomic_path, atomic_torch_save
 from lfa.losses import Loss, build_loss
 from lfa.models import build_model, input_size
 from lfa.plan import Job
-from lfa.plugins import plugin_digests
+from lfa.plugins import load_plugins, plugin_digests
 from lfa.predict import predict, write_predictions
 
 #: Exit code of a job stopped by SIGTERM/SIGUSR1 after saving its state (EX_TEMPFAIL: try again).
@@ -119,6 +119,7 @@ def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: st
 
 def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
     """The device, the data on it, the model, the loss, the optimizer and the resume state of ``job``."""
+    load_plugins(job.plugins)  # the user's loss or backbone, before the registries are read
     s = job.train_settings()
     if s["threads"]:
         torch.set_num_threads(int(s["threads"]))

@@ -7,8 +7,8 @@ from lfa.losses import lfa_grid
 from lfa.plugins import use_config_plugins
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-use_config_plugins(sm.config)  # the user's losses, before the registry is read
 with logged(sm.log[0]):
+    use_config_plugins(sm.config)  # the user's losses, before the registry is read
     grid = lfa_grid(sm.params.grid_points)
     curves, gradients = compute_curves(sm.wildcards.convention, list(sm.params.losses),
                                        dict(sm.params.loss_params), grid=grid)

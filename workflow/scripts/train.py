@@ -6,10 +6,8 @@ import sys
 from lfa.gpu import gpu_slot
 from lfa.logs import logged
 from lfa.plan import Layout, plan
-from lfa.plugins import use_config_plugins
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-use_config_plugins(sm.config)  # the user's losses and backbones, before the registries are read
 job = plan(sm.config).job(sm.wildcards.run)
 layout = Layout.from_config(sm.config)
 with logged(sm.log[0]):
