@@ -471,7 +471,8 @@ def test_the_check_sees_the_table_keys(tmp_path, capsys):
     assert info["tables"][0]["images"] == len(x.files) and info["tables"][0]["groups"] == 3
     bad = json.dumps([{**specs[0], "path_column": "Image"}])
     assert sources_main(["check", "csv", "--root", str(x.images), "--specs", bad, "--no-download"]) == 1
-    assert "column 'Image' (datasets.xray.path_column) not found (did you mean 'Image Index'?)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "column 'Image' (datasets.xray.path_column) not found (did you mean 'Image Index'?)" in err
 
 
 @pytest.mark.slow
@@ -492,3 +493,54 @@ def test_the_workflow_prepares_both_sources(tmp_path):
     xray = json.loads((tmp_path / "data/prepared/xray/meta.json").read_text())
     assert pets["n_samples"] == 9 and pets["image_shape"] == [8, 8, 3]
     assert xray["n_groups"] == 10 and xray["image_shape"] == [8, 8, 1]
+
+
+def test_a_folder_dataset_without_root_reads_its_own_default_folder_not_another_datasets(tmp_path):
+    from lfa.plan import Layout, prepared_datasets
+
+    config = validate_config(_config({"a": {"source": "folder", "root": str(tmp_path / "pets")},
+                                      "b": {"source": "folder"}}))
+    config["data_dir"] = str(tmp_path / "data")
+    layout, specs = Layout.from_config(config), prepared_datasets(config)
+    assert layout.dataset_raw(specs["a"]) == tmp_path / "pets"
+    assert layout.dataset_raw(specs["b"]) == tmp_path / "data/raw/folder" == layout.raw("folder")
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path):
+    from lfa.sources.images import decode
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "xray16.png")
+    with Image.open(tmp_path / "xray16.png") as im:
+        assert im.mode == "I;16"
+    pixels = decode(tmp_path / "xray16.png", 0, channels=1)[..., 0]
+    np.testing.assert_array_equal(pixels, np.rint(ramp / 257).astype(np.uint8))
+    assert len(np.unique(pixels)) == 256
+
+
+def test_the_ratio_subsets_of_a_folder_dataset_get_one_channel_count(tmp_path):
+    """One colour image among grayscale ones makes the whole dataset RGB, whichever subset draws it."""
+    tree = image_tree(tmp_path / "pets", {"cat": 200, "dog": 6}, size=8, hidden=False, all_grayscale=True)
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "pets" / tree.by_class["dog"][0])
+    ds = {"source": "folder", "root": str(tree.root), "image_size": 8,
+          "subset": {"kind": "binary_ratio", "positive_class": 1, "ratios": [1, 5]}}
+    shapes = set()
+    for k in (1, 5):
+        out = prepare(f"pets_k{k}", dataset_spec(ds, "pets", ratio_k=k), tree.root, tmp_path / f"k{k}", 5, 0,
+                      tmp_path / "dl")
+        shapes.add(tuple(load_prepared(out).images.shape[1:]))
+    assert shapes == {(8, 8, 3)}
+
+
+def test_a_table_not_in_utf8_too_few_groups_and_an_unknown_partition_are_named(tmp_path):
+    x = chestxray_csv(tmp_path / "cxr", n_patients=3, partition_column="Split")
+    with pytest.raises(RawDataInvalid, match=r"datasets\.xray\.group_column \('Patient ID'\): 3 group\(s\) "
+                                             r"cannot fill 5 folds"):
+        prepare("xray", dataset_spec(_cxr(x, group_column="Patient ID", partition_column="Split"), "xray"),
+                x.images, tmp_path / "out", 5, 0, tmp_path / "dl")
+    config = validate_config(_config({"xray": _cxr(x, partition_column="Split", partitions=["tain"])}))
+    with pytest.raises(RawDataInvalid, match=r"datasets\.xray\.partitions: unknown partition\(s\) \['tain'\]"):
+        ensure_raw("csv", x.images, check_specs(config, "csv", tmp_path / "dl"))
+    x.csv.write_bytes(x.csv.read_bytes().replace(b"No Finding", "Pas de résultat".encode("latin-1")))
+    with pytest.raises(RawDataInvalid, match=r"Data_Entry_2017\.csv: not UTF-8 text .*save the table as UTF-8"):
+        get_source("csv").load(x.images, _cxr(x))

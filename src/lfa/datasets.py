@@ -32,7 +32,7 @@ import pandas as pd
 
 from lfa.io import atomic_path, load_array, read_csv, read_json, read_table
 from lfa.sources import get_source
-from lfa.sources.base import FileList, RawData, RawDataMissing
+from lfa.sources.base import FileList, RawData, RawDataInvalid, RawDataMissing
 from lfa.sources.images import CorruptImageError, compact_rows, image_channels, pack_files, save_rows
 
 __all__ = ["CorruptImageError", "Prepared", "assign_folds", "assign_group_folds", "dataset_summary",
@@ -285,7 +285,8 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     paths = [raw.paths[i] for i in idx]
     channels = 3
     if "channels" in get_source(spec["source"]).options:  # the user-data sources: 1 or 3, else by the files
-        channels = spec.get("channels") or image_channels(raw.root, paths, workers)
+        # decided on every file of the dataset, so that its subsets (e.g. ratios) all get the same channels
+        channels = spec.get("channels") or image_channels(raw.root, raw.paths, workers)
     result = pack_files(raw.root, paths, target, image_size, workers, desc=name, channels=channels)
     if not result.failed:
         return result.shape, []
@@ -311,6 +312,13 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     for _, path, reason in result.failed:
         print(f"skipped corrupt image {raw.root / path}: {reason}", flush=True)
     return shape, result.failed
+
+
+def _folds(sel: _Selected, n_splits: int, split_seed: int, spec: dict[str, Any]) -> np.ndarray:
+    try:
+        return assign_folds(sel.labels, n_splits, split_seed, groups=sel.groups)
+    except ValueError as err:  # too few groups for the folds
+        raise RawDataInvalid(f"datasets.{spec['base']}.group_column ({spec.get('group_column')!r}): {err}") from None
 
 
 def content_hash(images: str | Path, index: pd.DataFrame, class_names: list[str], chunk: int = 4096) -> str:
@@ -341,6 +349,9 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     raises :class:`RawDataMissing` with where to get it and put it. ``workers``: image-decoding threads
     (default: the Snakemake job's threads, else the usable CPUs). Returns ``out_dir``.
     """
+    from lfa.plugins import load_plugins
+
+    load_plugins(spec.get("plugins", ()))  # a source of the user's, before the registry is read
     out, root = Path(out_dir), Path(root)
     out.mkdir(parents=True, exist_ok=True)
     src = get_source(spec["source"])
@@ -351,7 +362,7 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     idx, sel = _select(raw, spec, downloads)
     with atomic_path(out / "images.npy") as tmp:
         shape, skipped = _pack(raw, idx, sel, spec, tmp, image_size, workers, name)
-        folds = assign_folds(sel.labels, n_splits, split_seed, groups=sel.groups)
+        folds = _folds(sel, n_splits, split_seed, spec)
         index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
         for c in range(sel.labels.shape[1]):
             index[f"label_{c}"] = sel.labels[:, c]

@@ -54,6 +54,8 @@ def check_specs(config: dict[str, Any], source: str, downloads: str | Path) -> l
         spec: dict[str, Any] = {"checksums": ds["checksums"], "downloads": str(downloads)}
         if src.root_per_dataset:  # the user's sources: each dataset checked on its own, errors named by it
             spec.update(root=ds.get("root", ""), base=name)  # root "": the source's default folder
+            if ds.get("partitions"):
+                spec["partitions"] = list(ds["partitions"])
         for key in sorted(src.options):
             if key in ds:
                 spec[key] = json.loads(json.dumps(ds[key]))

@@ -47,10 +47,32 @@ def decode(path: str | Path, size: int, channels: int = 3) -> np.ndarray:
     with Image.open(path) as im:
         if size:
             im.draft(mode, (size, size))
-        im = im.convert(mode)
+        im = to_8bit(im).convert(mode)
         if size:
             im = fit_square(im, size)
         return np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], channels)
+
+
+def to_8bit(im):
+    """A 16-bit or 32-bit grayscale image (medical PNGs and TIFFs) scaled to 8 bits; others as they are.
+
+    Pillow's own conversion clips such values at 255 (a 16-bit X-ray turns white). 16-bit modes are scaled by
+    1/257 (65535 → 255); 32-bit integer and float images by their range when it exceeds 0..255 (a float image
+    within 0..1 by 255).
+    """
+    from PIL import Image
+
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    top = float(a.max()) if a.size else 0.0
+    if im.mode.startswith("I;16") or 255 < top <= 65535:
+        a = a / 257.0
+    elif top > 65535:
+        a = (a - a.min()) * (255.0 / max(top - a.min(), 1e-12))
+    elif im.mode == "F" and top <= 1.0:
+        a = a * 255.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
 #: Pillow modes without colour (bilevel, grayscale with or without alpha, 16/32-bit integer and float).

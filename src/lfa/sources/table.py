@@ -67,6 +67,14 @@ class Table:
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    try:
+        return _parse_rows(path)
+    except UnicodeDecodeError as err:
+        raise RawDataInvalid(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save the table as UTF-8 "
+                             "(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _parse_rows(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
@@ -204,6 +212,22 @@ def read_image_table(root: Path, spec: dict[str, Any], check_files: bool = True)
     return Table(path, paths, labels, classes, partition, groups, lines)
 
 
+def _partition_rows(table: Table, spec: dict[str, Any]) -> list[int]:
+    """The rows of the partitions ``datasets.<name>.partitions`` selects (every row without it)."""
+    if table.partition is None:
+        if spec.get("partitions"):
+            raise RawDataInvalid(f"{_key(spec, 'partitions')}: set {_key(spec, 'partition_column')} to draw "
+                                 "from partitions of a table")
+        return list(range(len(table.paths)))
+    found = sorted(set(table.partition))
+    wanted = list(spec.get("partitions") or found)
+    unknown = [p for p in wanted if p not in found]
+    if unknown:
+        raise RawDataInvalid(f"{_key(spec, 'partitions')}: unknown partition(s) {unknown}; column "
+                             f"{spec['partition_column']!r} of {table.csv} holds {found}")
+    return [i for i, p in enumerate(table.partition) if p in set(wanted)]
+
+
 @register_source
 class CsvSource(Source):
     name = "csv"
@@ -261,25 +285,14 @@ class CsvSource(Source):
         tables = []
         for spec in specs:
             table = read_image_table(Path(spec.get("root", root)), spec)
+            _partition_rows(table, spec)
             tables.append({"csv": str(table.csv), "images": len(table.paths), "classes": len(table.class_names),
                            "groups": len(set(table.groups)) if table.groups is not None else None})
         return {"tables": tables}
 
     def load(self, root: Path, spec: dict[str, Any]) -> FileList:
         table = read_image_table(Path(root), spec)
-        pick = list(range(len(table.paths)))
-        if table.partition is not None:
-            found = sorted(set(table.partition))
-            wanted = list(spec.get("partitions") or found)
-            unknown = [p for p in wanted if p not in found]
-            if unknown:
-                raise ValueError(f"{_key(spec, 'partitions')}: unknown partition(s) {unknown}; column "
-                                 f"{spec['partition_column']!r} of {table.csv} holds {found}")
-            chosen = set(wanted)
-            pick = [i for i, p in enumerate(table.partition) if p in chosen]
-        elif spec.get("partitions"):
-            raise ValueError(f"{_key(spec, 'partitions')}: set {_key(spec, 'partition_column')} to draw from "
-                             "partitions of a table")
+        pick = _partition_rows(table, spec)
         return FileList(Path(root), [table.paths[i] for i in pick], table.labels[pick], table.class_names,
                         "multi_label", None if table.partition is None else [table.partition[i] for i in pick],
                         groups=None if table.groups is None else [table.groups[i] for i in pick])
