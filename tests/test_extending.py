@@ -2,9 +2,9 @@
 
 The recipes' files are written as they are; their config blocks are combined into one ``my_config.yaml``
 (``plugins`` lists joined, as the page says), to which the test adds only the run length (three folds, two
-epochs on the CPU, batches of 32). The data are small files in the real formats (``tests/user_data.py``): a PNG/JPEG class
-tree at ``skin_images/``, ChestX-ray14's ``Data_Entry_2017.csv`` with its PNGs and CheXpert's ``train.csv``
-with its JPEGs. No line under ``src/`` is involved beyond what the package ships.
+epochs on the CPU, batches of 32). The data are small files in the real formats (``tests/user_data.py``): a
+PNG/JPEG class tree at ``skin_images/``, ChestX-ray14's ``Data_Entry_2017.csv`` with its PNGs and CheXpert's
+``train.csv`` with its JPEGs. No line under ``src/`` is involved beyond what the package ships.
 """
 
 from __future__ import annotations
