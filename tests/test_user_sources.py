@@ -541,6 +541,8 @@ def test_a_table_not_in_utf8_too_few_groups_and_an_unknown_partition_are_named(t
     config = validate_config(_config({"xray": _cxr(x, partition_column="Split", partitions=["tain"])}))
     with pytest.raises(RawDataInvalid, match=r"datasets\.xray\.partitions: unknown partition\(s\) \['tain'\]"):
         ensure_raw("csv", x.images, check_specs(config, "csv", tmp_path / "dl"))
-    x.csv.write_bytes(x.csv.read_bytes().replace(b"No Finding", "Pas de résultat".encode("latin-1")))
+    latin1 = x.csv.read_bytes().replace(b"View Position", "Vue (é)".encode("latin-1"))
+    assert latin1 != x.csv.read_bytes()
+    x.csv.write_bytes(latin1)
     with pytest.raises(RawDataInvalid, match=r"Data_Entry_2017\.csv: not UTF-8 text .*save the table as UTF-8"):
         get_source("csv").load(x.images, _cxr(x))
