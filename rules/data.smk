@@ -24,16 +24,18 @@ def _prepare_root(wildcards):
     return str(LAYOUT.dataset_raw(PREPARED[wildcards.dataset]))
 
 
-def _source_files(wildcards):
+def _files_of(spec):
     """Files a dataset is read from besides its images (a csv source's table): editing one prepares it again."""
-    spec = PREPARED[wildcards.dataset]
     return [str(f) for f in get_source(spec["source"]).input_files(LAYOUT.dataset_raw(spec), spec)]
+
+
+def _source_files(wildcards):
+    return _files_of(PREPARED[wildcards.dataset])
 
 
 def _checked_files(source):
     """The same files, of every dataset of ``source``: inputs of its raw-data check."""
-    specs = [s for s in PREPARED.values() if s["source"] == source]
-    return sorted({str(f) for s in specs for f in get_source(source).input_files(LAYOUT.dataset_raw(s), s)})
+    return sorted({f for s in PREPARED.values() if s["source"] == source for f in _files_of(s)})
 
 
 def _raw_root(source):

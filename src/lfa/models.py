@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lfa.registry import DuplicateNameError, Registry, UnknownNameError, origin_of
+from lfa.registry import Registry, UnknownNameError, origin_of
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def backbone_names() -> list[str]:
 
 
 #: ``prefix`` → a function turning a library's model name into its :class:`BackboneInfo` (``timm``, ``torchvision``).
-_RESOLVERS: dict[str, Callable[[str], BackboneInfo]] = {}
+_RESOLVERS: Registry[Callable[[str], BackboneInfo]] = Registry("backbone prefix", "backbone prefixes")
 
 
 def register_backbone_resolver(prefix: str):
@@ -76,18 +76,14 @@ def register_backbone_resolver(prefix: str):
     """
 
     def deco(fn: Callable[[str], BackboneInfo]) -> Callable[[str], BackboneInfo]:
-        if prefix in _RESOLVERS:
-            raise DuplicateNameError(f"backbone prefix {prefix!r}: is registered twice: in "
-                                     f"{origin_of(_RESOLVERS[prefix])} and in {origin_of(fn)}")
-        _RESOLVERS[prefix] = fn
-        return fn
+        return _RESOLVERS.register(prefix, fn, prefix, origin_of(fn))
 
     return deco
 
 
 def backbone_prefixes() -> list[str]:
     """The library prefixes of backbone names (``<prefix>:<model>``)."""
-    return sorted(_RESOLVERS)
+    return _RESOLVERS.names()
 
 
 def get_backbone(name: str) -> BackboneInfo:
@@ -104,7 +100,7 @@ def get_backbone(name: str) -> BackboneInfo:
         except UnknownNameError as err:
             library = ", ".join(f"{p}:<model>" for p in backbone_prefixes())
             raise UnknownNameError(f"{err}; or a library's model: {library}{_library_hint(name)}") from None
-    if prefix not in _RESOLVERS:
+    if prefix not in backbone_prefixes():
         close = difflib.get_close_matches(prefix, backbone_prefixes(), n=2)
         hint = f" (did you mean {', '.join(f'{c}:{model}' for c in close)}?)" if close else ""
         raise UnknownNameError(f"unknown backbone {name!r}: no library {prefix!r}{hint}; known prefixes: "
@@ -114,7 +110,7 @@ def get_backbone(name: str) -> BackboneInfo:
 
 @functools.cache
 def _resolved(prefix: str, model: str) -> BackboneInfo:
-    return _RESOLVERS[prefix](model)
+    return _RESOLVERS.get(prefix)(model)
 
 
 def _library_hint(name: str) -> str:

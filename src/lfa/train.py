@@ -345,8 +345,9 @@ def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 1e9
     if run.init_info is not None:
         info["init"] = run.init_info
-    if plugin_code(run.job):
-        info["plugins"] = plugin_code(run.job)
+    code = plugin_code(run.job)  # reads the plugins' files: once
+    if code:
+        info["plugins"] = code
     if diverged is not None:
         info["diverged"] = diverged
     return {**info, **extra_info}
