@@ -19,11 +19,17 @@ if not workflow.overwrite_configfiles:
 # older layout, which must be moved (lfa migrate) before anything would train them again.
 validate(config, "schemas/config.schema.yaml")
 
+import sys
+
 import lfa.config as lfa_config
 import lfa.migrate as lfa_migrate
+from lfa.errors import LfaError
 
-lfa_config.check_config(config)
-lfa_migrate.check_results_layout(config)
+try:
+    lfa_config.check_config(config)
+    lfa_migrate.check_results_layout(config)
+except LfaError as err:  # one line naming the key or file and the fix; no job starts
+    sys.exit(f"lfa: {err}")
 
 
 include: "rules/common.smk"

@@ -18,10 +18,11 @@ import pytest
 from fixtures_datasets import make_cifar, make_idc, tar_folder
 
 from lfa import download
-from lfa.download import ChecksumError, DownloadError, UnsafeArchiveError, fetch, md5sum, safe_extract
-from lfa.sources import RawDataMissing, ensure_raw
+from lfa.download import fetch, md5sum, safe_extract
+from lfa.errors import ChecksumError, DownloadError, RawDataMissing, UnsafeArchiveError
 from lfa.sources import celeba as celeba_source
 from lfa.sources import cifar as cifar_source
+from lfa.sources import ensure_raw
 
 CIFAR_URL_PATH = "/~kriz/cifar-10-python.tar.gz"
 

@@ -18,7 +18,8 @@ import torch
 import yaml
 from helpers import REPO, SNAKEMAKE, run_snakemake, tiny_config
 
-from lfa.checkpoints import CheckpointMismatch, load_init
+from lfa.checkpoints import load_init
+from lfa.errors import CheckpointMismatch
 from lfa.io import atomic_torch_save, write_parquet
 from lfa.models import build_model
 
@@ -157,7 +158,7 @@ def test_a_damaged_prepared_file_is_named_with_what_to_do(tmp_path, name):
     from helpers import dataset_spec
 
     from lfa.datasets import load_prepared, prepare
-    from lfa.io import UnreadableFile
+    from lfa.errors import UnreadableFile
 
     spec = dataset_spec({"source": "digits", "subset": {"kind": "long_tail", "reference": "cifar10_lt"}})
     out = prepare("digits_lt", spec, "", tmp_path / "digits_lt", 5, 0, tmp_path)
@@ -167,8 +168,8 @@ def test_a_damaged_prepared_file_is_named_with_what_to_do(tmp_path, name):
 
 
 def test_a_damaged_predictions_file_is_named(tmp_path):
+    from lfa.errors import UnreadableFile
     from lfa.evaluate import read_predictions
-    from lfa.io import UnreadableFile
 
     (tmp_path / "predictions.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UnreadableFile, match=r"predictions\.parquet: unreadable \(.*\); train the job again"):

@@ -246,9 +246,11 @@ def test_asl_seed_variant_details() -> None:
 
 
 def test_unknown_hyper_parameter_and_bad_values() -> None:
-    with pytest.raises(TypeError, match="gama.*accepted: eps, gamma"):
+    from lfa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gama.*accepted: eps, gamma"):
         build_loss("focal", gama=1.0)
-    with pytest.raises(TypeError, match=r"\['gamma'\]; accepted: eps$"):
+    with pytest.raises(ConfigError, match=r"\['gamma'\]; accepted: eps$"):
         build_loss("bce", gamma=1.0)
     with pytest.raises(ValueError, match=r"eps must be in \[0, 0.5\)"):
         build_loss("ece", eps=0.5)
@@ -515,8 +517,9 @@ def test_eps_bounds_ece_and_changes_nothing_inside_the_clamp_for_the_log_losses(
 
 
 def test_eps_reaches_every_loss_the_config_and_the_curves(square_loss: type[Loss]) -> None:
-    from lfa.config import ConfigError, validate_config
+    from lfa.config import validate_config
     from lfa.curves import compute_curves
+    from lfa.errors import ConfigError
 
     square = build_loss("test_square", eps=0.01)  # a user's loss: the base class clamps its logits
     assert square.hparams == {"weight": 1.0, "eps": 0.01}

@@ -11,7 +11,8 @@ import torch
 import torchvision
 
 from lfa import checkpoints
-from lfa.checkpoints import CheckpointMismatch, UnreadableCheckpoint, fetch_init, init_cache_path, load_init
+from lfa.checkpoints import fetch_init, init_cache_path, load_init
+from lfa.errors import CheckpointMismatch, UnreadableCheckpoint
 from lfa.models import backbone_names, build_model, get_backbone, input_size
 from lfa.paper import TABLES
 
@@ -262,7 +263,7 @@ def test_library_backbone_input_sizes():
 
 
 def test_unknown_library_models_name_the_close_ones():
-    from lfa.registry import UnknownNameError
+    from lfa.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match=r"unknown backbone 'timm:resnet181'.*did you mean timm:resnet18\b"):
         get_backbone("timm:resnet181")
@@ -284,7 +285,8 @@ def _small_config(backbones: list[str]) -> dict:
 
 
 def test_config_check_takes_library_names_and_refuses_unknown_ones_before_any_job():
-    from lfa.config import ConfigError, validate_config
+    from lfa.config import validate_config
+    from lfa.errors import ConfigError
 
     validate_config(_small_config(["timm:resnet18", "torchvision:mobilenet_v3_small", "small_cnn"]))
     with pytest.raises(ConfigError, match=r"experiments.e.backbones: unknown backbone 'timm:resnet181': timm has no "
@@ -298,7 +300,8 @@ def test_a_missing_library_says_how_to_install_it(monkeypatch):
     import sys
 
     from lfa import models
-    from lfa.config import ConfigError, validate_config
+    from lfa.config import validate_config
+    from lfa.errors import ConfigError
 
     models._resolved.cache_clear()
     monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed

@@ -82,7 +82,7 @@ def test_a_plugin_file_registers_its_loss_once_and_says_what_it_registered(tmp_p
 
 @pytest.mark.parametrize("case", ["missing", "fails", "syntax", "twice", "module"])
 def test_a_plugin_that_cannot_be_used_is_refused_by_the_config_check(tmp_path, clean_registry, case):
-    from lfa.config import ConfigError
+    from lfa.errors import ConfigError
 
     if case == "missing":
         plugins, expected = [str(tmp_path / "nope.py")], r"plugins\[0\]: plugin file .*nope.py not found"
@@ -113,7 +113,7 @@ def test_a_plugin_that_cannot_be_used_is_refused_by_the_config_check(tmp_path, c
      r"L\+ has shape \(\), the logits \(181,\)"),
 ])
 def test_a_loss_that_cannot_train_is_refused_before_any_job(tmp_path, clean_registry, terms, expected):
-    from lfa.config import ConfigError
+    from lfa.errors import ConfigError
 
     body = SQUARED.replace('return self.hparams["w"] * (1 - p) ** 2, p ** 2', f"return {terms}")
     path = write_plugin(tmp_path, body=body)
@@ -152,6 +152,7 @@ def run_lfa(*args, cwd):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_lfa_curves_draws_a_plugin_loss_without_training(tmp_path):
     """``lfa curves --plugin f --loss x --loss bce --out DIR``: tables of both conventions and Figure 2 PNGs.
 
@@ -174,6 +175,7 @@ def test_lfa_curves_draws_a_plugin_loss_without_training(tmp_path):
     np.testing.assert_allclose(mine["lfa"], 1 / (1 + np.exp(-(4 * (1 - q) - (1 - q) - 1))), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_lfa_curves_names_a_missing_plugin_and_an_unknown_loss(tmp_path):
     write_plugin(tmp_path)
     proc = run_lfa("curves", "--plugin", "missing.py", "--loss", "bce", "--out", "lfa", cwd=tmp_path)
@@ -222,7 +224,7 @@ def test_the_fingerprint_does_not_depend_on_how_the_plugin_path_is_written(clean
      r"its terms fail on the LFA grid \(torch.float32\): KeyError: 'weight' \(at my_losses.py, line 18\)"),
 ])
 def test_a_bug_in_a_plugin_loss_is_one_line_with_its_place(tmp_path, clean_registry, body, expected):
-    from lfa.config import ConfigError
+    from lfa.errors import ConfigError
 
     path = write_plugin(tmp_path, body=body)
     with pytest.raises(ConfigError, match=expected):

@@ -211,7 +211,7 @@ def test_a_cell_with_fewer_runs_than_asked_for_is_marked_everywhere(rendered):
 
 
 def test_results_of_another_config_are_refused(rendered):
-    from lfa.report import MixedResults
+    from lfa.errors import MixedResults
 
     tmp, _ = rendered
     results = tmp / "results"

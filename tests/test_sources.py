@@ -25,10 +25,11 @@ from fixtures_datasets import (
 )
 from helpers import dataset_spec, run_snakemake
 
-from lfa.config import ConfigError, validate_config
-from lfa.datasets import CorruptImageError, load_prepared, prepare, subset_indices
+from lfa.config import validate_config
+from lfa.datasets import load_prepared, prepare, subset_indices
+from lfa.errors import ConfigError, CorruptImageError, RawDataInvalid, RawDataMissing
 from lfa.reference import CIFAR10_LT, imagenet_lt_counts
-from lfa.sources import RawDataInvalid, RawDataMissing, ensure_raw
+from lfa.sources import ensure_raw
 from lfa.sources.cifar import load_batch
 
 IDC_RATIOS = [50, 25, 12, 6, 3, 1]

@@ -13,9 +13,9 @@ import pytest
 from helpers import tiny_config
 
 from lfa.config import validate_config
+from lfa.errors import DivergenceError
 from lfa.logs import logged
 from lfa.plan import RUN_OUTPUTS, Layout, plan
-from lfa.train import DivergenceError
 
 pytestmark = pytest.mark.slow
 LFA = str(Path(sys.executable).with_name("lfa"))

@@ -15,9 +15,10 @@ from helpers import dataset_spec, run_snakemake
 from PIL import Image
 from user_data import CHEXPERT_LABELS, chestxray_csv, chexpert_csv, colour, image_tree
 
-from lfa.config import ConfigError, validate_config
+from lfa.config import validate_config
 from lfa.datasets import assign_folds, dataset_summary, load_prepared, prepare
-from lfa.sources import RawDataInvalid, RawDataMissing, check_specs, ensure_raw, get_source
+from lfa.errors import ConfigError, RawDataInvalid, RawDataMissing
+from lfa.sources import check_specs, ensure_raw, get_source
 from lfa.sources.__main__ import main as sources_main
 from lfa.sources.images import image_channels
 

@@ -18,11 +18,8 @@ from typing import Any
 
 import torch
 
+from lfa.errors import CheckpointMismatch, MissingFile, UnreadableCheckpoint
 from lfa.io import atomic_torch_save
-
-
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint that belongs to another configuration (classes, backbone, job)."""
 
 
 def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -51,10 +48,6 @@ def fingerprint(job: Any, meta: dict[str, Any], code: dict[str, str] | None = No
     blob = json.dumps({"key": job.key, "data": data, **({"code": sorted(code.values())} if code else {})},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class UnreadableCheckpoint(RuntimeError):
-    """A checkpoint file that cannot be read (truncated, empty, not a torch file); the message names it."""
 
 
 @dataclass
@@ -209,7 +202,7 @@ def fetch_init(source: str | Path) -> Path:
     if "://" not in text:
         path = Path(text).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"train.init: no checkpoint at {path} (see docs/training.md, 'Initial weights')")
+            raise MissingFile(f"train.init: no checkpoint at {path} (see docs/training.md, 'Initial weights')")
         return path
     parts = urllib.parse.urlsplit(text)
     if parts.scheme != "https":

@@ -8,6 +8,8 @@ import hashlib
 
 import torch
 
+from lfa.errors import ConfigError
+
 
 def mix(*parts: int) -> int:
     """A 63-bit seed from integers (stable across processes and platforms)."""
@@ -18,7 +20,7 @@ def mix(*parts: int) -> int:
 def pick_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
+            raise ConfigError("train.device is 'cuda' but no CUDA device is visible")
         return torch.device("cuda")
     return torch.device("cpu")
 

@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lfa.errors import ChecksumError, DownloadError, UnsafeArchiveError
 from lfa.io import atomic_path
 
 #: Hosts the pipeline downloads from (HTTPS only): CIFAR-10's home, Google Drive (CelebA's official
@@ -52,18 +53,6 @@ _TEST_ORIGIN: str | None = None
 
 USER_AGENT = "lfa-repro/0.1 (dataset download)"
 CHUNK = 1 << 20
-
-
-class DownloadError(RuntimeError):
-    """A download or an extraction failed; the message says whether a rerun resumes or restarts."""
-
-
-class ChecksumError(DownloadError):
-    """A downloaded file's checksum differs from the known one (the file has been deleted)."""
-
-
-class UnsafeArchiveError(DownloadError):
-    """An archive member would be written outside the extraction folder."""
 
 
 def md5sum(path: str | Path, chunk: int = CHUNK) -> str:

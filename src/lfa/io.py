@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lfa.errors import LfaError, MissingFile, UnreadableFile
+
 # File-metadata keys written by pyarrow/pandas themselves; never returned or overwritten.
 _RESERVED_METADATA = {"pandas", "ARROW:schema"}
 
@@ -113,19 +115,15 @@ def read_parquet_metadata(path: str | os.PathLike[str], fix: str = "") -> dict[s
     }
 
 
-class UnreadableFile(ValueError):
-    """A file that is there but cannot be read as what it should be; the message names it and what to do."""
-
-
 @contextlib.contextmanager
 def reading(path: str | Path, fix: str = "") -> Iterator[None]:
     """Turn any failure to read ``path`` into one line naming the file, the cause and ``fix`` (what to do)."""
     try:
         yield
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found" + (f"; {fix}" if fix else "")) from None
-    except UnreadableFile:
+    except LfaError:
         raise
+    except FileNotFoundError:
+        raise MissingFile(f"{path}: not found" + (f"; {fix}" if fix else "")) from None
     except (OSError, ValueError, EOFError, KeyError, pa.ArrowException) as err:
         cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
         detail = f"{path}: unreadable ({type(err).__name__}: {cause})"

@@ -9,6 +9,8 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+from lfa.errors import LfaError
+
 
 @contextlib.contextmanager
 def logged(path: str | Path | None) -> Iterator[None]:
@@ -22,6 +24,10 @@ def logged(path: str | Path | None) -> Iterator[None]:
             yield
         except SystemExit:
             raise
+        except LfaError as err:  # the user's to fix: one line, here and in Snakemake's own output
+            print(f"ERROR: {err}", file=fh)
+            print(f"ERROR ({path}): {err}", file=sys.__stderr__)
+            raise SystemExit(1) from None
         except BaseException as err:
             traceback.print_exc(file=fh)
             print(f"ERROR: {type(err).__name__}: {err}", file=fh)

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lfa.errors import ConfigError, LossCheckError, UnknownNameError
 from lfa.logs import error_line
-from lfa.registry import Registry, UnknownNameError, origin_of
+from lfa.registry import Registry, origin_of
 
 __all__ = [
     "PAPER_LOSSES",
@@ -93,15 +94,15 @@ class Loss(torch.nn.Module):
         accepted = self.all_defaults()
         unknown = sorted(set(params) - set(accepted))
         if unknown:
-            raise TypeError(f"loss {self.name!r}: unknown hyper-parameter(s) {unknown}; accepted: "
+            raise ConfigError(f"loss {self.name!r}: unknown hyper-parameter(s) {unknown}; accepted: "
                             f"{', '.join(sorted(accepted))}")
         merged = {**accepted, **params}
         self.hparams: dict[str, float] = {key: float(value) for key, value in merged.items()}
         for key, value in self.hparams.items():
             if not math.isfinite(value):
-                raise ValueError(f"loss {self.name!r}: hyper-parameter {key} must be finite, got {value}")
+                raise ConfigError(f"loss {self.name!r}: hyper-parameter {key} must be finite, got {value}")
         if not 0.0 <= self.hparams["eps"] < 0.5:
-            raise ValueError(f"loss {self.name!r}: eps must be in [0, 0.5), got {self.hparams['eps']}")
+            raise ConfigError(f"loss {self.name!r}: eps must be in [0, 0.5), got {self.hparams['eps']}")
         self.check_hparams()
 
     @classmethod
@@ -187,7 +188,7 @@ class Loss(torch.nn.Module):
 def _check_gammas(loss: Loss, *keys: str) -> None:
     for key in keys:
         if loss.hparams[key] < 0:
-            raise ValueError(f"loss {loss.name!r}: {key} must be >= 0, got {loss.hparams[key]}")
+            raise ConfigError(f"loss {loss.name!r}: {key} must be >= 0, got {loss.hparams[key]}")
 
 
 def _focal_term(loss: Loss, gamma: float, log_focus: Tensor, log_own: Tensor) -> Tensor:
@@ -211,10 +212,6 @@ def lfa_grid(points: int = 181) -> np.ndarray:
     """The LFA grid: ``points`` probabilities evenly spaced over :data:`GRID_RANGE` (the config's
     ``lfa_grid_points``), on which the curves are drawn and every configured loss is checked."""
     return np.linspace(*GRID_RANGE, points)
-
-
-class LossCheckError(ValueError):
-    """A loss whose terms cannot train: wrong shape, not finite, or with a gradient that is zero everywhere."""
 
 
 def _check_pair(loss: Loss, out: object, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -356,7 +353,7 @@ class AsymmetricLoss(Loss):
     def check_hparams(self) -> None:
         _check_gammas(self, "gamma_pos", "gamma_neg")
         if not 0.0 <= self.hparams["margin"] < 1.0:
-            raise ValueError(f"loss {self.name!r}: margin must be in [0, 1), got {self.hparams['margin']}")
+            raise ConfigError(f"loss {self.name!r}: margin must be in [0, 1), got {self.hparams['margin']}")
 
     def compute_terms(self, z: Tensor) -> tuple[Tensor, Tensor]:
         margin = self.hparams["margin"]
@@ -394,7 +391,7 @@ class AsymmetricLossOriginal(Loss):
     def check_hparams(self) -> None:
         _check_gammas(self, "gamma_pos", "gamma_neg")
         if not 0.0 <= self.hparams["margin"] < 1.0:
-            raise ValueError(f"loss {self.name!r}: margin must be in [0, 1), got {self.hparams['margin']}")
+            raise ConfigError(f"loss {self.name!r}: margin must be in [0, 1), got {self.hparams['margin']}")
 
     def compute_terms(self, z: Tensor) -> tuple[Tensor, Tensor]:
         margin = self.hparams["margin"]

@@ -33,15 +33,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from lfa.errors import PluginError
 from lfa.logs import error_line
 
 #: The registries a plugin may add to, by kind (the names used in :attr:`Plugin.registered`).
 KINDS = ("loss", "backbone", "source")
-
-
-class PluginError(ValueError):
-    """A plugin that cannot be used: missing, failing to import, or registering a name twice (the config check
-    raises it as a :class:`lfa.config.ConfigError`)."""
 
 
 @dataclass
@@ -121,7 +117,7 @@ def _import_file(path: Path) -> ModuleType:
 
 def load_plugin(spec: str, key: str = "plugins") -> Plugin:
     """Import one plugin (a ``.py`` file or a module name) once; ``key`` names it in errors."""
-    from lfa.registry import DuplicateNameError
+    from lfa.errors import DuplicateNameError
 
     path = Path(spec).resolve() if _is_file(spec) else None
     ident = str(path) if path else spec

@@ -17,18 +17,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from lfa.errors import DuplicateNameError, UnknownNameError
+
 T = TypeVar("T")
-
-
-class UnknownNameError(KeyError, ValueError):
-    """A name that no entry of a registry has (both a ``KeyError`` and a ``ValueError``)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class DuplicateNameError(ValueError):
-    """A name registered a second time; the message names both places."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import matplotlib
 
+from lfa.errors import MixedResults
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -607,10 +609,6 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
         "shared": shared_note(res, name),
     }
-
-
-class MixedResults(ValueError):
-    """Aggregated results written under another configuration than the one the report is rendered for."""
 
 
 def check_config_hash(inputs: ReportInputs) -> None:

@@ -22,18 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lfa.errors import RawDataInvalid, RawDataMissing
+
 # each module registers its source
 from lfa.sources import cadcap, celeba, cifar, digits, folder, idc, imagenet, table  # noqa: F401
-from lfa.sources.base import (
-    FileList,
-    RawData,
-    RawDataInvalid,
-    RawDataMissing,
-    Source,
-    get_source,
-    register_source,
-    source_names,
-)
+from lfa.sources.base import FileList, RawData, Source, get_source, register_source, source_names
 
 __all__ = ["FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", "check_specs", "ensure_raw",
            "get_source", "register_source", "source_names"]

@@ -9,7 +9,8 @@ import argparse
 import json
 import sys
 
-from lfa.plugins import PluginError, load_plugins
+from lfa.errors import LfaError
+from lfa.plugins import load_plugins
 from lfa.sources import ensure_raw, source_names
 
 
@@ -23,7 +24,7 @@ def _plugins(argv: list[str] | None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     try:
         load_plugins(_plugins(argv), "--plugin")
-    except PluginError as err:
+    except LfaError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     parser = argparse.ArgumentParser(prog="python -m lfa.sources", description=__doc__.splitlines()[0])
@@ -37,13 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-download", action="store_true", help="only check, never download")
     p.add_argument("--plugin", action="append", default=[], help="a plugin file or module to import first")
     args = parser.parse_args(argv)
-    from lfa.download import DownloadError
-    from lfa.sources.base import RawDataInvalid, RawDataMissing
-
     try:
         ensure_raw(args.source, args.root, json.loads(args.specs), marker=args.marker, log=args.log,
                    download=not args.no_download)
-    except (RawDataMissing, RawDataInvalid, DownloadError, ValueError) as err:
+    except LfaError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     return 0

@@ -17,18 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from lfa.errors import ConfigError, RawDataMissing
 from lfa.registry import Registry, origin_of
 
 #: Extensions taken as images when a folder is listed (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class RawDataMissing(FileNotFoundError):
-    """The raw data is absent or not in the expected layout; the message says where to get it and put it."""
-
-
-class RawDataInvalid(ValueError):
-    """The raw data is there but fails a check (checksum, published file counts, label consistency)."""
 
 
 @dataclass
@@ -166,7 +159,7 @@ class Source:
         parts = list(spec.get("partitions") or self.default_partitions)
         bad = [p for p in parts if p not in self.partitions]
         if bad:
-            raise ValueError(f"{self.name}: unknown partition(s) {bad}; known: {list(self.partitions)}")
+            raise ConfigError(f"{self.name}: unknown partition(s) {bad}; known: {list(self.partitions)}")
         return parts
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import IMAGE_EXTENSIONS, FileList, RawDataMissing, Source, list_dirs, one_hot, register_source
+from lfa.errors import RawDataMissing
+from lfa.sources.base import IMAGE_EXTENSIONS, FileList, Source, list_dirs, one_hot, register_source
 
 CLASS_NAMES = ["Inflammatory", "Vascular Lesions", "Healthy Control"]
 

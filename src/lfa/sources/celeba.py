@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images, register_source
+from lfa.errors import RawDataInvalid, RawDataMissing
+from lfa.sources.base import FileList, Source, list_images, register_source
 
 PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 IMAGES = "img_align_celeba"
@@ -130,7 +131,8 @@ class CelebASource(Source):
         return {"images": len(files), "attributes": len(names), "checksums_verified": strict}
 
     def download(self, root: Path, specs: list[dict[str, Any]]) -> None:
-        from lfa.download import ChecksumError, DownloadError, fetch, safe_extract
+        from lfa.download import fetch, safe_extract
+        from lfa.errors import ChecksumError, DownloadError
 
         base = self.base(root)
         base.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import RawData, RawDataInvalid, RawDataMissing, Source, one_hot, register_source
+from lfa.errors import RawDataInvalid, RawDataMissing
+from lfa.sources.base import RawData, Source, one_hot, register_source
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"

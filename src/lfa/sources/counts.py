@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lfa.errors import ConfigError, RawDataInvalid
 from lfa.io import read_csv
-from lfa.sources.base import RawDataInvalid
 
 
 def read_counts_csv(path: str | Path) -> pd.DataFrame:
@@ -19,12 +19,12 @@ def read_counts_csv(path: str | Path) -> pd.DataFrame:
     cls = next((columns[c] for c in ("class", "label", "name") if c in columns), None)
     cnt = next((columns[c] for c in ("count", "quantity", "n") if c in columns), None)
     if cls is None or cnt is None:
-        raise ValueError(f"{path}: a class-count CSV needs the columns Class and Count; it has {list(table.columns)}")
+        raise ConfigError(f"{path}: a class-count CSV needs the columns Class and Count; it has {list(table.columns)}")
     out = pd.DataFrame({"class": table[cls].astype(str).str.strip(), "count": pd.to_numeric(table[cnt])})
     if out["count"].isna().any() or (out["count"] < 0).any() or (out["count"] % 1 != 0).any():
-        raise ValueError(f"{path}: counts must be non-negative integers")
+        raise ConfigError(f"{path}: counts must be non-negative integers")
     if out["class"].duplicated().any():
-        raise ValueError(f"{path}: classes listed twice: {sorted(out['class'][out['class'].duplicated()])[:5]}")
+        raise ConfigError(f"{path}: classes listed twice: {sorted(out['class'][out['class'].duplicated()])[:5]}")
     return out.assign(count=out["count"].astype(np.int64))
 
 
@@ -41,12 +41,12 @@ def counts_csv_path(subset: dict[str, Any], downloads: str | Path) -> Path:
     where, md5 = str(subset["counts_csv"]), subset.get("counts_csv_md5")
     if is_url(where):
         if not md5:
-            raise ValueError(f"subset.counts_csv is a URL ({where}); subset.counts_csv_md5 must give its MD5")
+            raise ConfigError(f"subset.counts_csv is a URL ({where}); subset.counts_csv_md5 must give its MD5")
         name = Path(urlsplit(where).path).name or "counts.csv"
         return fetch(where, Path(downloads) / f"{md5}-{name}", md5, desc=name)
     path = Path(where)
     if not path.is_file():
-        raise FileNotFoundError(f"subset.counts_csv: {path} not found")
+        raise ConfigError(f"subset.counts_csv: {path} not found")
     if md5 and md5sum(path) != md5:
         raise RawDataInvalid(f"{path}: md5 {md5sum(path)}, expected {md5} (subset.counts_csv_md5)")
     return path

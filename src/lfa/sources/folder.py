@@ -25,16 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import (
-    IMAGE_EXTENSIONS,
-    FileList,
-    RawDataInvalid,
-    RawDataMissing,
-    Source,
-    list_dirs,
-    one_hot,
-    register_source,
-)
+from lfa.errors import RawDataInvalid, RawDataMissing
+from lfa.sources.base import IMAGE_EXTENSIONS, FileList, Source, list_dirs, one_hot, register_source
 
 #: torchvision's ImageFolder extensions (compared lower-case).
 EXTENSIONS = tuple(sorted({*IMAGE_EXTENSIONS, ".ppm", ".pgm"}))

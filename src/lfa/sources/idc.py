@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, list_images, one_hot, register_source
+from lfa.errors import RawDataInvalid, RawDataMissing
+from lfa.sources.base import FileList, Source, list_images, one_hot, register_source
 
 SLUG = "paultimothymooney/breast-histopathology-images"
 PAGE = f"https://www.kaggle.com/datasets/{SLUG}"

@@ -17,16 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import (
-    FileList,
-    RawDataInvalid,
-    RawDataMissing,
-    Source,
-    list_dirs,
-    list_images,
-    one_hot,
-    register_source,
-)
+from lfa.errors import ConfigError, RawDataInvalid, RawDataMissing
+from lfa.sources.base import FileList, Source, list_dirs, list_images, one_hot, register_source
 
 N_CLASSES = 1000
 PUBLISHED_IMAGES = {"train": 1_281_167, "val": 50_000}
@@ -115,7 +107,7 @@ class ImageNetSource(Source):
         wanted = list(spec.get("partitions") or lists)
         unknown = [p for p in wanted if p not in lists]
         if unknown:
-            raise ValueError(f"partitions {unknown} are not among the split lists {sorted(lists)}")
+            raise ConfigError(f"partitions {unknown} are not among the split lists {sorted(lists)}")
         paths, target, partition = [], [], []
         for part in wanted:
             for n, line in enumerate(Path(lists[part]).read_text().splitlines(), 1):

@@ -25,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lfa.errors import RawDataInvalid
+
 #: Exceptions Pillow raises for unreadable, truncated or corrupt files.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError)
-
-
-class CorruptImageError(ValueError):
-    """An image file could not be decoded; the message names the file."""
 
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
@@ -177,7 +175,7 @@ def pack_files(root: str | Path, paths: list[str], out: str | Path, size: int, w
                 bad.append((i, paths[i], f"{type(err).__name__}: {err}"))
                 continue
             if img.shape != shape:
-                raise ValueError(f"{root / paths[i]}: image size {img.shape[1]}x{img.shape[0]} differs from "
+                raise RawDataInvalid(f"{root / paths[i]}: image size {img.shape[1]}x{img.shape[0]} differs from "
                                  f"{shape[1]}x{shape[0]} of the first image; set datasets.<name>.image_size "
                                  "to resize all images to one size")
             array[i] = img

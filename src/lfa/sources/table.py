@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from lfa.sources.base import FileList, RawDataInvalid, RawDataMissing, Source, register_source
+from lfa.errors import ConfigError, RawDataInvalid, RawDataMissing
+from lfa.sources.base import FileList, Source, register_source
 
 #: What a cell of a label column may hold (after stripping blanks): 1, 0, -1 (uncertain), or nothing (0).
 LABEL_VALUES = {1.0: 1, 0.0: 0, -1.0: -1}
@@ -258,9 +259,9 @@ class CsvSource(Source):
         for needed, what in (("csv", "the table of image paths and labels"),
                              ("path_column", "the table's column of image paths")):
             if not spec.get(needed):
-                raise ValueError(f"{key}.{needed}: required by source 'csv' ({what})")
+                raise ConfigError(f"{key}.{needed}: required by source 'csv' ({what})")
         if ("labels_column" in spec) == ("label_columns" in spec):
-            raise ValueError(
+            raise ConfigError(
                 f"{key}.labels_column: source 'csv' needs exactly one of labels_column (one column of label "
                 f"names joined by separator) or label_columns (one 1/0/-1/blank column per label)"
                 f"{', not both' if 'labels_column' in spec else ''}")
@@ -269,11 +270,11 @@ class CsvSource(Source):
             if given not in spec:
                 for k in keys:
                     if k in spec:
-                        raise ValueError(f"{key}.{k}: only used with {given}")
+                        raise ConfigError(f"{key}.{k}: only used with {given}")
         labels = list(spec.get("label_columns") or [spec["labels_column"]])
         for k in ("path_column", "group_column", "partition_column"):
             if spec.get(k) in labels:
-                raise ValueError(f"{key}.{k}: {spec[k]!r} is also a label column")
+                raise ConfigError(f"{key}.{k}: {spec[k]!r} is also a label column")
 
     def input_files(self, root: Path, spec: dict[str, Any]) -> list[Path]:
         return [table_path(root, spec)]
