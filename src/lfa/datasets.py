@@ -20,9 +20,11 @@ describes each source's layout, download and subset rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lfa.errors import ConfigError, CorruptImageError, RawDataInvalid, RawDataMissing
 from lfa.io import atomic_path, load_array, read_csv, read_json, read_table
 from lfa.sources import get_source
-from lfa.sources.base import FileList, RawData, RawDataInvalid, RawDataMissing
-from lfa.sources.images import CorruptImageError, compact_rows, image_channels, pack_files, save_rows
+from lfa.sources.base import FileList, RawData
+from lfa.sources.images import compact_rows, image_channels, pack_files, save_rows
 
-__all__ = ["CorruptImageError", "Prepared", "assign_folds", "assign_group_folds", "dataset_summary",
+__all__ = ["CorruptImageError", "DataCheck", "Prepared", "assign_folds", "assign_group_folds", "dataset_summary",
            "folds_without_positives", "load_prepared", "long_tail_counts", "prepare", "ratio_counts",
-           "subset_indices"]
+           "subset_indices", "verify_prepared"]
 
 
 def long_tail_counts(available: np.ndarray, reference: list[int]) -> np.ndarray:
@@ -48,7 +51,7 @@ def long_tail_counts(available: np.ndarray, reference: list[int]) -> np.ndarray:
     """
     ref = np.asarray(reference, dtype=np.float64)
     if len(ref) != len(available):
-        raise ValueError(f"reference table has {len(ref)} classes, the dataset {len(available)}")
+        raise ConfigError(f"reference table has {len(ref)} classes, the dataset {len(available)}")
     counts = np.maximum(np.rint(available * ref / ref.max()).astype(np.int64), 2)
     return np.minimum(counts, available)
 
@@ -59,7 +62,7 @@ def ratio_counts(n_pos: int, n_neg: int, k_max: int, unit: int | None = None) ->
     if unit is None:
         unit = fit
     if unit < 1 or unit > fit:
-        raise ValueError(
+        raise ConfigError(
             f"imbalance ratios need {k_max}*unit positives and 200*unit negatives; "
             f"only {n_pos} positives and {n_neg} negatives exist (largest unit: {fit})"
         )
@@ -82,17 +85,17 @@ def requested_counts(subset: dict[str, Any], class_names: list[str], downloads: 
             lookup.update({name.lower(): c for c, name in enumerate(class_names)})
             unknown = [k for k in keys if k not in lookup and k.lower() not in lookup]
             if unknown:
-                raise ValueError(f"subset.counts_csv: classes not in the dataset: {unknown[:5]}")
+                raise ConfigError(f"subset.counts_csv: classes not in the dataset: {unknown[:5]}")
             index = [lookup.get(k, lookup.get(k.lower())) for k in keys]
         if sorted(index) != list(range(n)):
-            raise ValueError(f"subset.counts_csv: it lists {len(index)} classes, they must be the dataset's {n} "
+            raise ConfigError(f"subset.counts_csv: it lists {len(index)} classes, they must be the dataset's {n} "
                              "(by index 0..n-1 or by name), each once")
         counts = np.zeros(n, dtype=np.int64)
         counts[index] = table["count"].to_numpy()
         return counts, f"counts_csv {subset['counts_csv']}"
     ref = COUNT_TABLES[subset["reference"]]
     if len(ref) != n:
-        raise ValueError(f"reference table {subset['reference']!r} has {len(ref)} classes, the dataset {n}")
+        raise ConfigError(f"reference table {subset['reference']!r} has {len(ref)} classes, the dataset {n}")
     return np.asarray(list(ref.values()), dtype=np.int64), f"reference {subset['reference']}"
 
 
@@ -114,7 +117,7 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
     if kind == "all":
         return np.arange(len(labels)), None, None, {}
     if task != "single_label":
-        raise ValueError(f"subset kind {kind!r} needs a single-label dataset")
+        raise ConfigError(f"subset kind {kind!r} needs a single-label dataset")
     target = labels.argmax(axis=1)
     available = np.bincount(target, minlength=len(class_names))
     if kind == "long_tail":
@@ -131,7 +134,7 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
         if len(short) and not subset["allow_short"]:
             listed = "; ".join(f"{s['name']}: {s['requested']} requested, {s['available']} available"
                                for s in shortfall[:5])
-            raise ValueError(f"{len(short)} class(es) have fewer samples than the counts ask for ({origin}): "
+            raise ConfigError(f"{len(short)} class(es) have fewer samples than the counts ask for ({origin}): "
                              f"{listed}{' ...' if len(short) > 5 else ''}; set subset.allow_short: true to take "
                              "all samples of such classes (recorded in meta.json)")
         info = {"expected_counts": wanted.tolist(), "counts_from": origin}
@@ -152,7 +155,7 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
         else:
             names = [f"not {class_names[pos_class]}", class_names[pos_class]]
         return idx, new_labels, names, {"expected_counts": [200 * unit, ratio_k * unit], "unit": unit}
-    raise ValueError(f"unknown subset kind {kind!r}")
+    raise ConfigError(f"unknown subset kind {kind!r}")
 
 
 def assign_folds(labels: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | list | None = None) -> np.ndarray:
@@ -199,7 +202,7 @@ def assign_group_folds(labels: np.ndarray, groups: np.ndarray | list, n_splits: 
     names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
     n_groups = len(names)
     if n_groups < n_splits:
-        raise ValueError(f"{n_groups} group(s) cannot fill {n_splits} folds (every group lies in one fold); "
+        raise ConfigError(f"{n_groups} group(s) cannot fill {n_splits} folds (every group lies in one fold); "
                          "lower n_splits or give more groups")
     rng = np.random.default_rng(seed)
     positives = np.zeros((n_groups, labels.shape[1]), dtype=np.int64)
@@ -334,20 +337,77 @@ def content_hash(images: str | Path, index: pd.DataFrame, class_names: list[str]
     array = load_array(images)
     digest.update(repr(array.shape).encode())
     for start in range(0, len(array), chunk):
-        digest.update(np.ascontiguousarray(array[start:start + chunk]).tobytes())
+        digest.update(np.ascontiguousarray(array[start:start + chunk]))  # the rows' bytes, not a copy of them
     columns = ["id", "fold", *[c for c in index.columns if c.startswith("label_")]]
     digest.update(pd.util.hash_pandas_object(index[columns], index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
+#: The packed files a content hash covers (with the class names): what :func:`verify_prepared` stamps.
+HASHED_FILES = ("images.npy", "index.parquet")
+
+
+def file_stamps(folder: str | Path) -> dict[str, dict[str, int]]:
+    """Size and modification time (ns) of each hashed file of a prepared dataset: a change of either means
+    the file was written again, and its content is hashed again before it is trusted."""
+    stamps = {}
+    for name in HASHED_FILES:
+        stat = os.stat(Path(folder) / name)
+        stamps[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return stamps
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """A prepared dataset as it is on disk now: its content hash, and why it differs from meta.json's (or "")."""
+
+    data_hash: str
+    changed: str = ""
+
+
+def verify_prepared(folder: str | Path, meta: dict[str, Any] | None = None) -> DataCheck:
+    """The content hash of the prepared dataset in ``folder`` as its files are now.
+
+    Files whose stat stamp (size, mtime) is the one recorded when they were packed are trusted as they are
+    (a ``stat`` each); otherwise the content is hashed again (about the disk's read speed), and a hash that
+    differs from meta.json's is returned with a line saying what changed. Training then trusts no resume
+    state of the old data, and evaluation refuses predictions of it (``docs/faults.md``).
+    """
+    folder = Path(folder)
+    meta = meta if meta is not None else read_json(folder / "meta.json", f"delete {folder} and rerun")
+    recorded, stamps = meta.get("data_hash") or "", meta.get("stamps")
+    if not recorded:  # prepared before content hashes: nothing to compare with (lfa migrate stamps it)
+        return DataCheck("")
+    now = file_stamps(folder)
+    if stamps == now:
+        return DataCheck(recorded)
+    actual = _hash_now(folder, tuple(sorted((k, v["size"], v["mtime_ns"]) for k, v in now.items())),
+                       tuple(meta["class_names"]))
+    if actual == recorded:
+        return DataCheck(recorded)
+    which = [name for name in HASHED_FILES if not stamps or stamps.get(name) != now[name]]
+    return DataCheck(actual, f"{folder}: {' and '.join(which)} changed after the dataset was prepared (content "
+                             f"hash now {actual}, meta.json records {recorded})")
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_now(folder: Path, stamps: tuple[tuple[str, int, int], ...], class_names: tuple[str, ...]) -> str:
+    """Content hash of ``folder``'s files, once per process for the same stamps (the report checks each dataset
+    of every run)."""
+    return content_hash(folder / "images.npy", read_table(folder / "index.parquet"), list(class_names))
+
+
 def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Path, n_splits: int,
-            split_seed: int, downloads: str | Path, workers: int | None = None) -> Path:
+            split_seed: int, downloads: str | Path, workers: int | None = None,
+            side_check: Callable[[int], None] | None = None) -> Path:
     """Build the prepared dataset ``name`` from its source's raw data under ``root`` into ``out_dir``.
 
     ``spec``: the dataset's validated config with ``base`` and ``ratio_k`` (:func:`lfa.plan.prepared_datasets`).
     The raw data must be in place (the ``download_<source>`` rule runs first); a missing manual dataset
     raises :class:`RawDataMissing` with where to get it and put it. ``workers``: image-decoding threads
-    (default: the Snakemake job's threads, else the usable CPUs). Returns ``out_dir``.
+    (default: the Snakemake job's threads, else the usable CPUs). ``side_check`` is called with the packed
+    side before packing where it is known (after it otherwise) and raises if a backbone cannot take it.
+    Returns ``out_dir``.
     """
     from lfa.plugins import load_plugins
 
@@ -360,8 +420,13 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
     raw = src.load(root, spec)
     image_size = spec.get("image_size", src.default_image_size)
     idx, sel = _select(raw, spec, downloads)
+    side = int(image_size or (raw.images.shape[1] if isinstance(raw, RawData) else 0))
+    if side_check and side:
+        side_check(side)
     with atomic_path(out / "images.npy") as tmp:
         shape, skipped = _pack(raw, idx, sel, spec, tmp, image_size, workers, name)
+        if side_check and not side:
+            side_check(int(shape[1]))
         folds = _folds(sel, n_splits, split_seed, spec)
         index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
         for c in range(sel.labels.shape[1]):
@@ -388,6 +453,7 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         "image_size": int(image_size), "checksums": bool(spec["checksums"]),
         "reference_table": _reference_table(spec, spec.get("ratio_k")), **sel.provenance,
         "skipped_corrupt": {"count": len(skipped), "files": [path for _, path, _ in skipped]},
+        "stamps": file_stamps(out),
     }
     options = {k: spec[k] for k in sorted(src.options) if k in spec}
     if options:

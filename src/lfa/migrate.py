@@ -118,7 +118,7 @@ def _touch_in_order(config: dict[str, Any], layout: Layout, runs: list[Path]) ->
 def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
     """Write the content hash into each prepared ``meta.json`` that lacks it."""
 
-    from lfa.datasets import content_hash
+    from lfa.datasets import content_hash, file_stamps
     from lfa.plan import prepared_datasets
 
     stamped = []
@@ -131,6 +131,7 @@ def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
             continue
         index = read_table(layout.prepared_file(name, "index.parquet"))
         meta["data_hash"] = content_hash(layout.prepared_file(name, "images.npy"), index, meta["class_names"])
+        meta["stamps"] = file_stamps(meta_path.parent)
         tmp = meta_path.with_name(".meta.json.tmp")
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, meta_path)
@@ -193,7 +194,8 @@ def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out
     meta_path = layout.prepared_file(job.dataset, "meta.json")
     if not (old / "last.pt").exists() or new.exists() or not meta_path.exists():
         return
-    from lfa.checkpoints import UnreadableCheckpoint, fingerprint, read_checkpoint
+    from lfa.checkpoints import fingerprint, read_checkpoint
+    from lfa.errors import UnreadableCheckpoint
     from lfa.io import atomic_torch_save
 
     meta = read_json(meta_path)
@@ -228,7 +230,7 @@ def check_results_layout(config: dict[str, Any]) -> None:
 
     Those results are expensive: they are moved (``lfa migrate``), never silently trained again.
     """
-    from lfa.config import ConfigError
+    from lfa.errors import ConfigError
 
     found = migrate(config, dry_run=True)
     if found.movable:
