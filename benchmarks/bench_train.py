@@ -93,7 +93,7 @@ def run_ours(prepared: Path, backbone: str, settings: dict[str, Any], work: Path
 
     job = Job.build(prepared.name, backbone, loss, 0, 0, protocol(**settings))
     tag = f"{backbone}_{time.time_ns()}"
-    info = train(job, prepared, work / tag / "out", work / tag / "state", progress=False)
+    info = train(job, prepared, work / tag / "out", work / tag / "state", show_progress=False)
     return {"images_per_s": info["steady_images_per_s"], "data_path": info["data_path"],
             "peak_gpu_memory_gb": info.get("peak_gpu_memory_gb")}
 
@@ -164,11 +164,12 @@ def bare_step(backbone: str, size: int, batch_size: int, n_classes: int, channel
     The step is ours without the data path: bf16 autocast where supported, channels_last, BCE, the fused
     optimizer :func:`lfa.train.make_optimizer` builds.
     """
+    from lfa.plan import TrainSettings
     from lfa.train import make_optimizer
 
     torch.manual_seed(0)
     model = build_model(backbone, n_classes, channels).to(device).to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, protocol())
+    opt = make_optimizer(model, TrainSettings.from_mapping(protocol()))
     loss_fn = build_loss("bce")
     x = torch.rand(batch_size, channels, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch_size, n_classes, device=device) < 0.1).float()
@@ -336,7 +337,7 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
     order = np.random.default_rng(0).permutation(n_images)
     n_steps = n_images // batch_size
     params = batcher.draw(n_images, side, torch.Generator().manual_seed(0))
-    chunked = chunk_steps(protocol(), batch_size, channels, side)
+    chunked = chunk_steps(protocol()["augment_chunk_mb"], batch_size, channels, side)
     for name, k in (("data, one step at a time", 1), ("data, chunked", chunked)):
         with Count() as count:
             done = 0
@@ -428,7 +429,8 @@ def cmd_gpu(args: argparse.Namespace) -> int:
             # the bound and our device path twice, interleaved: each side's best run is compared
             parts = [("upper_bound", bound), ("ours_device", partial(run_ours, prepared, backbone, s, work))]
             parts = parts * (1 if quick else 2)
-            if chunk_steps(protocol(), 100, 3, size) > 1:  # a small model: what chunks and CUDA graphs gain
+            # a small model: what chunks and CUDA graphs gain
+            if chunk_steps(protocol()["augment_chunk_mb"], 100, 3, size) > 1:
                 parts.append(("ours_device_one_step",
                               partial(run_ours, prepared, backbone, {**s, "augment_chunk_mb": 0}, work)))
                 parts.append(("ours_device_graphs",

@@ -34,7 +34,8 @@ def _to_legacy(work: Path) -> tuple[int, Path]:
             new.rename(old)
             info = json.loads((old / "train_info.json").read_text())
             info["job"] = {"experiment": name, "dataset": job.dataset, "backbone": job.backbone, "loss": job.loss,
-                           "seed": job.seed, "fold": job.fold, "settings": job.train_settings(), "loss_params": {}}
+                           "seed": job.seed, "fold": job.fold, "settings": {**job.settings, **job.runtime},
+                           "loss_params": {}}
             (old / "train_info.json").write_text(json.dumps(info))
             meta = json.loads((work / "data/prepared" / job.dataset / "meta.json").read_text())
             state = work / "results/state" / tail
@@ -120,6 +121,6 @@ def test_an_old_run_with_other_loss_parameters_is_not_taken_for_the_job():
 
     config = validate_config({**tiny_config(), "loss_params": {"fece": {"gamma": 1.0}}})
     job = next(j for j in plan(config).jobs if j.loss == "fece")
-    old = {"job": {"settings": job.train_settings(), "loss_params": {}}}  # trained with the default gamma 2
+    old = {"job": {"settings": {**job.settings, **job.runtime}, "loss_params": {}}}  # trained with the default gamma 2
     assert not _same_job(old, job)
-    assert _same_job({"job": {"settings": job.train_settings(), "loss_params": {"gamma": 1}}}, job)
+    assert _same_job({"job": {"settings": {**job.settings, **job.runtime}, "loss_params": {"gamma": 1}}}, job)

@@ -9,7 +9,7 @@ import yaml
 from helpers import REPO, tiny_config
 
 from lfa.config import train_defaults, validate_config
-from lfa.plan import RUN_OUTPUTS, Layout, make_job, plan
+from lfa.plan import RUN_OUTPUTS, Layout, TrainSettings, make_job, plan
 
 
 def _config(**experiments) -> dict:
@@ -106,11 +106,11 @@ def test_schema_defaults_are_the_values_a_job_trains_with(tmp_path):
     config = validate_config(config)
     defaults = train_defaults()
     job = plan(config).experiments["demo_lt"][0]
-    assert job.train_settings() == {**defaults, "device": "cpu", "epochs": 1}
+    assert job.train_settings() == TrainSettings.from_mapping({**defaults, "device": "cpu", "epochs": 1})
     layout = Layout.from_config({**config, "data_dir": str(tmp_path / "data")})
     prepare(job.dataset, {**config["datasets"][job.dataset], "base": job.dataset, "ratio_k": None}, "",
             layout.prepared(job.dataset), config["n_splits"], config["split_seed"], layout.downloads)
-    info = train(job, layout.prepared(job.dataset), tmp_path / "out", tmp_path / "state", progress=False)
+    info = train(job, layout.prepared(job.dataset), tmp_path / "out", tmp_path / "state", show_progress=False)
     assert info["optimizer"] == {"type": defaults["optimizer"], "lr": defaults["lr"],
                                  "weight_decay": defaults["weight_decay"], "betas": defaults["betas"]}
     assert info["scheduler"] == {"step_size": defaults["lr_step_epochs"], "gamma": defaults["lr_gamma"]}
@@ -135,3 +135,13 @@ def test_a_number_written_as_int_or_float_is_one_setting():
     one = make_job(config, "tiny_lt", "digits_lt", "small_cnn", "fece", 0, 0, {"lr": 1, "weight_decay": 0})
     other = make_job(config, "tiny_lt", "digits_lt", "small_cnn", "fece", 0, 0, {"lr": 1.0, "weight_decay": 0.0})
     assert one == other and one.key == other.key and one.path == other.path
+
+
+def test_train_settings_hold_exactly_the_schemas_train_keys():
+    """The typed settings and the schema cannot drift apart: one field per key of ``$defs.train``, and the
+    schema's defaults build it."""
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(TrainSettings)] == list(train_defaults())
+    settings = TrainSettings.from_mapping(train_defaults())
+    assert settings.betas == tuple(train_defaults()["betas"]) and isinstance(settings.lr, float)

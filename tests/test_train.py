@@ -17,9 +17,10 @@ from helpers import tiny_config
 from sklearn.metrics import roc_auc_score
 
 from lfa.augment import apply_augment, draw_augment
-from lfa.checkpoints import CheckpointMismatch, load_model_checkpoint, load_state
+from lfa.checkpoints import load_model_checkpoint, load_state
 from lfa.config import validate_config
 from lfa.datasets import prepare
+from lfa.errors import CheckpointMismatch
 from lfa.io import read_parquet_metadata
 from lfa.plan import Job, make_job, prepared_datasets
 from lfa.train import EXIT_INTERRUPTED, fingerprint, train
@@ -63,7 +64,7 @@ def _cli_train(work: Path, out: str, fault: str | None = None) -> subprocess.Com
 
 def test_training_learns_and_writes_its_outputs(workdir, tmp_path):
     info = train(_job(workdir, epochs=8), workdir / "data/prepared/digits_lt", tmp_path / "out",
-                 tmp_path / "state", progress=False)
+                 tmp_path / "state", show_progress=False)
     pred = pd.read_parquet(tmp_path / "out/predictions.parquet")
     test = pred[pred.split == "test"]
     aucs = [roc_auc_score(test[f"label_{c}"], test[f"score_{c}"]) for c in range(10)]
@@ -81,9 +82,9 @@ def test_training_learns_and_writes_its_outputs(workdir, tmp_path):
 
 def test_rerun_after_completion_resumes_without_training_again(workdir, tmp_path):
     job = _job(workdir, loss="bce")
-    train(job, workdir / "data/prepared/digits_lt", tmp_path / "a", tmp_path / "state", progress=False)
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "a", tmp_path / "state", show_progress=False)
     first = pd.read_parquet(tmp_path / "a/predictions.parquet")
-    train(job, workdir / "data/prepared/digits_lt", tmp_path / "b", tmp_path / "state", progress=False)
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "b", tmp_path / "state", show_progress=False)
     assert first.equals(pd.read_parquet(tmp_path / "b/predictions.parquet"))
 
 
@@ -122,11 +123,11 @@ def test_sigterm_saves_state_mid_epoch_and_exits_for_retry(workdir):
 
 def test_state_of_another_run_is_not_loaded(workdir, tmp_path):
     job = _job(workdir, loss="ece", epochs=1)
-    train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", progress=False)
+    train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", show_progress=False)
     other = _job(workdir, loss="ece", epochs=2)  # another config: a different fingerprint
     meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
     assert load_state(tmp_path / "state/last.pt", fingerprint(other, meta)) is None
-    train(other, workdir / "data/prepared/digits_lt", tmp_path / "out2", tmp_path / "state", progress=False)
+    train(other, workdir / "data/prepared/digits_lt", tmp_path / "out2", tmp_path / "state", show_progress=False)
     assert len(pd.read_csv(tmp_path / "out2/train_log.csv")) == 2
 
 
@@ -135,11 +136,11 @@ def test_a_state_made_from_other_data_is_not_resumed(workdir, tmp_path, capfd):
     prepared = tmp_path / "digits_lt"
     shutil.copytree(workdir / "data/prepared/digits_lt", prepared)
     job = _job(workdir, loss="bce", epochs=2)
-    train(job, prepared, tmp_path / "a", tmp_path / "state", progress=False)
+    train(job, prepared, tmp_path / "a", tmp_path / "state", show_progress=False)
     config = validate_config(yaml.safe_load((workdir / "config.yaml").read_text()))
     prepare("digits_lt", prepared_datasets(config)["digits_lt"], "", prepared, 5, 1, tmp_path)  # new folds
     capfd.readouterr()
-    info = train(job, prepared, tmp_path / "b", tmp_path / "state", progress=False)
+    info = train(job, prepared, tmp_path / "b", tmp_path / "state", show_progress=False)
     err = capfd.readouterr().err
     assert "it was trained on other data (the prepared dataset changed: content hash" in err and "afresh" in err
     assert "resuming" not in err and info["samples_seen"] > 0 and len(pd.read_csv(tmp_path / "b/train_log.csv")) == 2
@@ -152,11 +153,11 @@ def test_a_state_made_from_other_data_is_not_resumed(workdir, tmp_path, capfd):
 def test_a_damaged_state_is_set_aside_and_training_starts_afresh(workdir, tmp_path, capfd, damage):
     job = _job(workdir, loss="bce", epochs=1)
     prepared = workdir / "data/prepared/digits_lt"
-    train(job, prepared, tmp_path / "a", tmp_path / "state", progress=False)
+    train(job, prepared, tmp_path / "a", tmp_path / "state", show_progress=False)
     last = tmp_path / "state/last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2] if damage == "truncated" else b"")
     capfd.readouterr()
-    info = train(job, prepared, tmp_path / "b", tmp_path / "state", progress=False)
+    info = train(job, prepared, tmp_path / "b", tmp_path / "state", show_progress=False)
     err = capfd.readouterr().err
     assert f"set aside an unreadable resume state ({last}: unreadable" in err and "starting afresh" in err
     assert len(list((tmp_path / "state").glob("last.pt.unreadable-*"))) == 1
@@ -172,12 +173,12 @@ def test_model_checkpoint_refuses_foreign_files(tmp_path):
 
 
 def test_divergence_stops_with_the_job_named(workdir, tmp_path):
-    from lfa.train import DivergenceError
+    from lfa.errors import DivergenceError
 
     job = _job(workdir, loss="bce", lr=1e30, epochs=2)
     with pytest.raises(DivergenceError, match=r"loss became nan at epoch 1 step \d+ \(dataset=digits_lt "
                        r"backbone=small_cnn loss=bce seed=0 fold=0\)"):
-        train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", progress=False)
+        train(job, workdir / "data/prepared/digits_lt", tmp_path / "out", tmp_path / "state", show_progress=False)
 
 
 def test_augmentations_keep_shape_and_are_seeded():
@@ -193,9 +194,9 @@ def test_streamed_data_trains_exactly_like_device_resident_data(workdir, tmp_pat
     """device_cache_gb: 0 streams batches from the memory map; on a CPU the results are bit-identical."""
     prepared = workdir / "data/prepared/digits_lt"
     common = {"epochs": 2, "augment": ["hflip", "rotate15", "crop"]}
-    a = train(_job(workdir, loss="focal", **common), prepared, tmp_path / "a", tmp_path / "sa", progress=False)
+    a = train(_job(workdir, loss="focal", **common), prepared, tmp_path / "a", tmp_path / "sa", show_progress=False)
     b = train(_job(workdir, loss="focal", device_cache_gb=0, loader_threads=3, **common), prepared,
-              tmp_path / "b", tmp_path / "sb", progress=False)
+              tmp_path / "b", tmp_path / "sb", show_progress=False)
     assert (a["data_path"], b["data_path"]) == ("device", "stream")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
                                   pd.read_parquet(tmp_path / "b/predictions.parquet"))
@@ -281,20 +282,20 @@ def test_chunk_steps_follow_the_memory_budget():
     from lfa.batches import chunk_steps
     from lfa.config import train_defaults
 
-    default = train_defaults()
+    default = train_defaults()["augment_chunk_mb"]
     assert chunk_steps(default, 100, 3, 32) == 54  # 1.2 MB per CIFAR batch in 64 MiB
     assert chunk_steps(default, 100, 3, 256) == 1  # a 79 MB batch is prepared alone
     assert chunk_steps(default, 100, 1, 8) == 64  # the cap
-    assert chunk_steps({"augment_chunk_mb": 0}, 100, 3, 32) == 1
+    assert chunk_steps(0, 100, 3, 32) == 1
 
 
 def test_chunked_batches_train_exactly_like_one_batch_at_a_time(workdir, tmp_path):
     """augment_chunk_mb changes how many steps are prepared at once, never the result (bit-identical)."""
     prepared = workdir / "data/prepared/digits_lt"
     common = {"epochs": 2, "augment": ["hflip", "rotate180", "crop"], "image_size": 12}
-    a = train(_job(workdir, loss="asl", **common), prepared, tmp_path / "a", tmp_path / "sa", progress=False)
+    a = train(_job(workdir, loss="asl", **common), prepared, tmp_path / "a", tmp_path / "sa", show_progress=False)
     b = train(_job(workdir, loss="asl", augment_chunk_mb=0, **common), prepared, tmp_path / "b", tmp_path / "sb",
-              progress=False)
+              show_progress=False)
     assert a["fingerprint"] == b["fingerprint"]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a/predictions.parquet"),
                                   pd.read_parquet(tmp_path / "b/predictions.parquet"))
@@ -317,14 +318,14 @@ def test_sigterm_mid_epoch_resumes_the_models_own_random_stream(workdir, tmp_pat
 
     prepared = workdir / "data/prepared/digits_lt"
     job = _job(workdir, loss="bce", backbone="dropout_cnn_test", epochs=2, augment=["rotate15"])
-    train(job, prepared, tmp_path / "ref", tmp_path / "s_ref", progress=False)
+    train(job, prepared, tmp_path / "ref", tmp_path / "s_ref", show_progress=False)
     monkeypatch.setenv("LFA_FAULT_AT", "1:3:SIGTERM")
     with pytest.raises(Interrupted, match="state saved at epoch 1 step 4"):
-        train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", progress=False)
+        train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", show_progress=False)
     monkeypatch.delenv("LFA_FAULT_AT")
     state = torch.load(tmp_path / "s_stop/last.pt", weights_only=True)
     assert (state["epoch"], state["step"]) == (0, 4) and set(state["rng"]) == {"cpu"}
-    train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", progress=False)
+    train(job, prepared, tmp_path / "stop", tmp_path / "s_stop", show_progress=False)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ref/predictions.parquet"),
                                   pd.read_parquet(tmp_path / "stop/predictions.parquet"))
 
@@ -338,9 +339,9 @@ def test_compiled_step_trains_the_same_model_as_the_eager_one(workdir, tmp_path)
     """
     prepared = workdir / "data/prepared/digits_lt"
     common = {"epochs": 2, "augment": ["rotate15"], "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}
-    train(_job(workdir, loss="bce", **common), prepared, tmp_path / "eager", tmp_path / "se", progress=False)
+    train(_job(workdir, loss="bce", **common), prepared, tmp_path / "eager", tmp_path / "se", show_progress=False)
     info = train(_job(workdir, loss="bce", compile="reduce-overhead", **common), prepared, tmp_path / "compiled",
-                 tmp_path / "sc", progress=False)
+                 tmp_path / "sc", show_progress=False)
     assert info["job"]["settings"]["compile"] == "reduce-overhead"
     a = pd.read_parquet(tmp_path / "eager/predictions.parquet")
     b = pd.read_parquet(tmp_path / "compiled/predictions.parquet")

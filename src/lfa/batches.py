@@ -123,23 +123,23 @@ class StreamingData:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def choose_data(images: np.ndarray, labels: np.ndarray, device: torch.device,
-                settings: dict[str, Any]) -> DeviceData | StreamingData:
-    """:class:`DeviceData` if the packed images fit ``train.device_cache_gb``, else :class:`StreamingData`."""
-    budget = float(settings["device_cache_gb"]) * 1e9
-    if images.nbytes <= budget:
+def choose_data(images: np.ndarray, labels: np.ndarray, device: torch.device, cache_gb: float,
+                loader_threads: int) -> DeviceData | StreamingData:
+    """:class:`DeviceData` if the packed images fit ``cache_gb`` (``train.device_cache_gb``), else
+    :class:`StreamingData` with ``loader_threads`` (``train.loader_threads``)."""
+    if images.nbytes <= float(cache_gb) * 1e9:
         return DeviceData(images, labels, device)
-    return StreamingData(images, labels, device, int(settings["loader_threads"]))
+    return StreamingData(images, labels, device, int(loader_threads))
 
 
-def chunk_steps(settings: dict[str, Any], batch_size: int, channels: int, side: int) -> int:
+def chunk_steps(budget_mb: float, batch_size: int, channels: int, side: int) -> int:
     """Training steps whose batches are gathered, augmented and resized at once (device-resident data).
 
-    As many as fit ``train.augment_chunk_mb`` of model input (float32), at most 64: a CIFAR batch
+    As many as fit ``budget_mb`` (``train.augment_chunk_mb``) of model input (float32), at most 64: a CIFAR batch
     (100×3×32×32) is 1.2 MB, so 54 steps share one set of augmentation kernels; a 256×256 batch (79 MB)
     is prepared alone. The results do not depend on it (the random draws are per image, per epoch).
     """
-    budget = float(settings["augment_chunk_mb"]) * 2**20
+    budget = float(budget_mb) * 2**20
     per_step = batch_size * channels * side * side * 4
     return int(max(1, min(64, budget // per_step)))
 

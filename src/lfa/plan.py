@@ -64,6 +64,46 @@ def _digest(obj: Any, n: int) -> str:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """Every train setting a job runs with, typed. The values (defaults included) come from the validated
+    config: the schema's ``$defs.train`` holds the defaults, and its keys are exactly these fields (tested)."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str  # adam | sgd
+    lr: float
+    momentum: float
+    betas: tuple[float, float]
+    weight_decay: float
+    lr_step_epochs: int
+    lr_gamma: float
+    image_size: int  # 0: the packed side
+    augment: tuple[str, ...]
+    augment_eval: bool
+    device: str  # auto | cpu | cuda
+    amp: bool
+    channels_last: bool
+    compile: bool | str  # false, true or a torch.compile mode
+    threads: int
+    on_divergence: str  # stop | record
+    pretrained: bool
+    init: str
+    device_cache_gb: float
+    loader_threads: int
+    augment_chunk_mb: float
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainSettings:
+        casts = {"betas": tuple, "augment": tuple, "lr": float, "momentum": float, "weight_decay": float,
+                 "lr_gamma": float, "device_cache_gb": float, "augment_chunk_mb": float}
+        return cls(**{name: casts.get(name, _same)(values[name]) for name in cls.__dataclass_fields__})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
 class Job:
     """One training run with every train setting resolved (schema defaults, experiment overrides).
 
@@ -107,9 +147,9 @@ class Job:
         return (f"dataset={self.dataset} backbone={self.backbone} loss={self.loss} "
                 f"seed={self.seed} fold={self.fold}")
 
-    def train_settings(self) -> dict[str, Any]:
+    def train_settings(self) -> TrainSettings:
         """Every train setting the job runs with: the result-shaping ones and the runtime knobs."""
-        return {**self.settings, **self.runtime}
+        return TrainSettings.from_mapping({**self.settings, **self.runtime})
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.identity(), "runtime": dict(self.runtime), "key": self.key,

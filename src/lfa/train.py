@@ -34,22 +34,19 @@ import torch
 from lfa.augment import Batcher
 from lfa.batches import DeviceData, StreamingData, choose_data, chunk_steps, model_batches, n_batches
 from lfa.checkpoints import Progress, TrainingState, fingerprint
-from lfa.datasets import Prepared, load_prepared
+from lfa.datasets import Prepared, load_prepared, verify_prepared
 from lfa.device import autocast, configure, device_name, mix, pick_device, rng_state, set_rng_state, sync
+from lfa.errors import DivergenceError
 from lfa.io import atomic_path, atomic_torch_save
 from lfa.losses import Loss, build_loss
 from lfa.models import build_model, input_size
-from lfa.plan import Job
+from lfa.plan import Job, TrainSettings
 from lfa.plugins import load_plugins, plugin_digests
 from lfa.predict import predict, write_predictions
 
 #: Exit code of a job stopped by SIGTERM/SIGUSR1 after saving its state (EX_TEMPFAIL: try again).
 EXIT_INTERRUPTED = 75
 CHECK_EVERY = 25  # steps between divergence checks (one device sync each)
-
-
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or inf."""
 
 
 class Interrupted(Exception):
@@ -61,7 +58,7 @@ class Run:
     """Everything a job trains with, built once by :func:`setup`."""
 
     job: Job
-    s: dict[str, Any]  # every train setting
+    settings: TrainSettings  # every train setting, typed
     device: torch.device
     prepared: Prepared
     split: dict[str, np.ndarray]
@@ -80,7 +77,7 @@ class Run:
 
     @property
     def n_steps(self) -> int:
-        return n_batches(len(self.split["train"]), self.s["batch_size"], drop_single=True)
+        return n_batches(len(self.split["train"]), self.settings.batch_size, drop_single=True)
 
     def epoch_draws(self, epoch: int) -> tuple[np.ndarray, list[torch.Tensor] | None]:
         """The epoch's order and augmentation, and the model's random stream, from (seed, fold, epoch) alone."""
@@ -93,102 +90,107 @@ class Run:
         return order, params
 
     def predict(self, name: str, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return predict(self.model, self.data, self.batcher, self.split[name], self.s["amp"], self.s["batch_size"],
-                       gen, self.chunk)
+        return predict(self.model, self.data, self.batcher, self.split[name], self.settings.amp,
+                       self.settings.batch_size, gen, self.chunk)
 
 
 def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
-          progress: bool = True, extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
+          show_progress: bool = True, extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one job; writes ``model.pt``, ``train_log.csv``, ``train_info.json`` and ``predictions.parquet``
     into ``out_dir`` and its resume state into ``state_dir``. ``extra_info`` (e.g. the GPU slot) is added to
     ``train_info.json``, which is returned."""
     run = setup(job, prepared_dir, state_dir)
-    p, note = run.state.resume(run.device)
+    progress, note = run.state.resume(run.device)
     if note:
         _log(note)
     t_start, diverged = time.time(), None
     try:
-        train_epochs(run, p, progress)
+        train_epochs(run, progress, show_progress)
     except DivergenceError as err:
-        if run.s["on_divergence"] != "record":
+        if run.settings.on_divergence != "record":
             raise
         diverged = str(err)
         _log(f"diverged, recorded as such (train.on_divergence: record): {err}")
-    return finish(run, p, Path(out_dir), time.time() - t_start, diverged, extra_info or {})
+    return finish(run, progress, Path(out_dir), time.time() - t_start, diverged, extra_info or {})
 
 
 def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
     """The device, the data on it, the model, the loss, the optimizer and the resume state of ``job``."""
     load_plugins(job.plugins)  # the user's loss or backbone, before the registries are read
-    s = job.train_settings()
-    if s["threads"]:
-        torch.set_num_threads(int(s["threads"]))
-    device = pick_device(s["device"])
+    settings = job.train_settings()
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    device = pick_device(settings.device)
     configure(device)
     prepared = load_prepared(prepared_dir, mmap=True)
+    checked = verify_prepared(prepared_dir, prepared.meta)  # the data as it is now, not as meta.json remembers it
+    if checked.changed:
+        _log(f"{checked.changed}: no resume state of the old data is trusted")
+        prepared.meta["data_hash"] = checked.data_hash
     native, channels = int(prepared.images.shape[1]), int(prepared.images.shape[-1])
-    size = input_size(job.backbone, int(s["image_size"]), native)
-    data = choose_data(prepared.images, prepared.labels, device, s)
-    batcher = Batcher(size if size != native else 0, list(s["augment"]), bool(s["channels_last"]))
+    size = input_size(job.backbone, int(settings.image_size), native)
+    data = choose_data(prepared.images, prepared.labels, device, settings.device_cache_gb, settings.loader_threads)
+    batcher = Batcher(size if size != native else 0, list(settings.augment), bool(settings.channels_last))
     _log(f"{job.label}: {len(prepared.images)} images {tuple(prepared.images.shape[1:])} "
          f"({prepared.images.nbytes / 1e9:.2f} GB) {'on the device' if data.mode == 'device' else 'streamed'}, "
          f"input {size}x{size}, device {device}")
-    model, init_info = build(job, s, prepared, device)
-    opt = make_optimizer(model, s)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s["lr_step_epochs"], gamma=s["lr_gamma"])
+    model, init_info = build(job, settings, prepared, device)
+    opt = make_optimizer(model, settings)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
     state = TrainingState(state_dir, fingerprint(job, prepared.meta, plugin_code(job)), model, opt, sched,
                           {"job_key": job.key, "data_hash": prepared.meta.get("data_hash", "")})
-    return Run(job, s, device, prepared, prepared.split(job.fold), data, batcher, size, model,
-               compiled(model, s["compile"]), build_loss(job.loss, **job.loss_params), opt, sched, state,
-               chunk_steps(s, int(s["batch_size"]), channels, size), init_info)
+    return Run(job, settings, device, prepared, prepared.split(job.fold), data, batcher, size, model,
+               compiled(model, settings.compile), build_loss(job.loss, **job.loss_params), opt, sched, state,
+               chunk_steps(settings.augment_chunk_mb, settings.batch_size, channels, size), init_info)
 
 
-def build(job: Job, s: dict[str, Any], prepared: Prepared,
+def build(job: Job, settings: TrainSettings, prepared: Prepared,
           device: torch.device) -> tuple[torch.nn.Module, dict[str, Any] | None]:
     """The job's backbone, seeded from (seed, fold), on ``device``, initialised from ``train.init`` if given."""
     torch.manual_seed(mix(job.seed, job.fold, -1))
     model = build_model(job.backbone, prepared.labels.shape[1], prepared.images.shape[-1],
-                        s["pretrained"]).to(device)
-    if s["channels_last"]:
+                        settings.pretrained).to(device)
+    if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if not s["init"]:
+    if not settings.init:
         return model, None
     from lfa.checkpoints import load_init
 
-    info = load_init(model, s["init"])
-    _log(f"initialised from {s['init']}: {info['loaded']} tensors loaded, {info['skipped']} skipped, "
+    info = load_init(model, settings.init)
+    _log(f"initialised from {settings.init}: {info['loaded']} tensors loaded, {info['skipped']} skipped, "
          f"head {info['head_initialised']} left at its initialisation")
     return model, info
 
 
-def train_epochs(run: Run, p: Progress, progress: bool) -> None:
-    """The epochs from ``p`` on: each trains, validates and saves the state (``p`` is updated in place)."""
+def train_epochs(run: Run, progress: Progress, show_progress: bool) -> None:
+    """The epochs from ``progress`` on: each trains, validates and saves the state (``progress`` is updated in
+    place)."""
     from tqdm import tqdm
 
-    epochs, n_steps = int(run.s["epochs"]), run.n_steps
-    bar = tqdm(total=epochs * n_steps, initial=p.epoch * n_steps + p.step, disable=not progress,
+    epochs, n_steps = int(run.settings.epochs), run.n_steps
+    bar = tqdm(total=epochs * n_steps, initial=progress.epoch * n_steps + progress.step, disable=not show_progress,
                file=sys.stderr, mininterval=2.0, unit="step", desc=run.job.loss)
-    with StepHook(run, p) as hook, bar:
-        for epoch in range(p.epoch, epochs):
-            t0 = run_epoch(run, p, epoch, hook, bar)
-            end_epoch(run, p, epoch, hook, t0)
-            bar.set_postfix(epoch=epoch + 1, val_loss=f"{p.history[-1]['val_loss']:.4f}", refresh=False)
+    with StepHook(run, progress) as hook, bar:
+        for epoch in range(progress.epoch, epochs):
+            t0 = run_epoch(run, progress, epoch, hook, bar)
+            end_epoch(run, progress, epoch, hook, t0)
+            bar.set_postfix(epoch=epoch + 1, val_loss=f"{progress.history[-1]['val_loss']:.4f}", refresh=False)
 
 
-def run_epoch(run: Run, p: Progress, epoch: int, hook: StepHook, bar: Any) -> float:
-    """The training steps of one epoch (from ``p.step`` on); returns when it started."""
+def run_epoch(run: Run, progress: Progress, epoch: int, hook: StepHook, bar: Any) -> float:
+    """The training steps of one epoch (from ``progress.step`` on); returns when it started."""
     run.model.train()
     sync(run.device)
     t0 = time.time()
     order, params = run.epoch_draws(epoch)
-    if p.rng is not None:  # stopped mid-epoch: continue the model's random stream exactly
-        set_rng_state(p.rng, run.device)
-        p.rng = None
-    hook.start_epoch(epoch, p.step)
-    batches = model_batches(run.data, run.batcher, order, int(run.s["batch_size"]), p.step, run.n_steps,
+    if progress.rng is not None:  # stopped mid-epoch: continue the model's random stream exactly
+        set_rng_state(progress.rng, run.device)
+        progress.rng = None
+    hook.start_epoch(epoch, progress.step)
+    batches = model_batches(run.data, run.batcher, order, int(run.settings.batch_size), progress.step, run.n_steps,
                             run.chunk, params)
     try:
-        for step, (x, y) in enumerate(batches, p.step):
+        for step, (x, y) in enumerate(batches, progress.step):
             hook.before_step(step)
             loss = train_step(run, x, y)
             hook.after_step(step, loss, len(y))
@@ -200,7 +202,7 @@ def run_epoch(run: Run, p: Progress, epoch: int, hook: StepHook, bar: Any) -> fl
 
 def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One optimisation step; returns the loss as a 0-d tensor on the device (no sync)."""
-    with autocast(run.device, run.s["amp"]):
+    with autocast(run.device, run.settings.amp):
         logits = run.step_fn(x)
     loss = run.loss_fn(logits.float(), y)
     loss.backward()
@@ -209,27 +211,27 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return loss.detach()
 
 
-def end_epoch(run: Run, p: Progress, epoch: int, hook: StepHook, t0: float) -> None:
+def end_epoch(run: Run, progress: Progress, epoch: int, hook: StepHook, t0: float) -> None:
     """Validation, the history row, the best weights and the resume state after epoch ``epoch``."""
-    train_loss = (p.partial_loss + hook.epoch_sum()) / max(run.n_steps, 1)  # the sum syncs the device
+    train_loss = (progress.partial_loss + hook.epoch_sum()) / max(run.n_steps, 1)  # the sum syncs the device
     train_seconds = time.time() - t0
     run.seen += hook.images
-    p.step, p.partial_loss = 0, 0.0
+    progress.step, progress.partial_loss = 0, 0.0
     run.sched.step()
     logits, labels = run.predict("val")
     val_loss = float(run.loss_fn(logits, labels))
     if not math.isfinite(val_loss):
         raise DivergenceError(f"validation loss became {val_loss} at epoch {epoch + 1} ({run.job.label})")
-    p.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+    progress.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                       "lr": run.opt.param_groups[0]["lr"], "seconds": time.time() - t0,
                       "train_seconds": train_seconds, "train_images": hook.images})
-    if val_loss < p.best_val:
-        p.best_val = val_loss
+    if val_loss < progress.best_val:
+        progress.best_val = val_loss
         run.state.save_best()
-    p.epoch = epoch + 1
-    run.state.save(p)
-    _log(f"epoch {epoch + 1}/{run.s['epochs']} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
-         f"({p.history[-1]['seconds']:.1f}s, {hook.images / max(train_seconds, 1e-9):.0f} images/s)")
+    progress.epoch = epoch + 1
+    run.state.save(progress)
+    _log(f"epoch {epoch + 1}/{run.settings.epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
+         f"({progress.history[-1]['seconds']:.1f}s, {hook.images / max(train_seconds, 1e-9):.0f} images/s)")
 
 
 class StepHook:
@@ -241,8 +243,8 @@ class StepHook:
     state and raises :class:`Interrupted`.
     """
 
-    def __init__(self, run: Run, p: Progress) -> None:
-        self.run, self.p = run, p
+    def __init__(self, run: Run, progress: Progress) -> None:
+        self.run, self.progress = run, progress
         self.fault = _fault_point()
         self.stop = _StopFlag()
 
@@ -268,9 +270,9 @@ class StepHook:
         if (step + 1) % CHECK_EVERY == 0 or step + 1 == self.run.n_steps:
             self._check()
         if self.stop.signum is not None:
-            p = self.p
-            self.run.state.save(Progress(self.epoch, step + 1, p.partial_loss + self.epoch_sum(), p.history,
-                                         p.best_val, rng_state(self.run.device)))
+            done = self.progress
+            self.run.state.save(Progress(self.epoch, step + 1, done.partial_loss + self.epoch_sum(), done.history,
+                                         done.best_val, rng_state(self.run.device)))
             raise Interrupted(f"signal {self.stop.signum}: state saved at epoch {self.epoch + 1} step {step + 1}")
 
     def epoch_sum(self) -> float:
@@ -287,7 +289,7 @@ class StepHook:
         self.checked = len(self.losses)
 
 
-def finish(run: Run, p: Progress, out_dir: Path, wall: float, diverged: str | None,
+def finish(run: Run, progress: Progress, out_dir: Path, wall: float, diverged: str | None,
            extra_info: dict[str, Any]) -> dict[str, Any]:
     """The best model's predictions, the training log, ``train_info.json`` and ``model.pt``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,11 +297,11 @@ def finish(run: Run, p: Progress, out_dir: Path, wall: float, diverged: str | No
     made_from = {"lfa.job_key": run.job.key, "lfa.data_hash": run.prepared.meta.get("data_hash", ""),
                  "lfa.init_sha256": (run.init_info or {}).get("sha256", "")}
     write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged), made_from)
-    log = pd.DataFrame(p.history)
+    log = pd.DataFrame(progress.history)
     log["device"] = device_name(run.device)
     with atomic_path(out_dir / "train_log.csv") as tmp:
         log.to_csv(tmp, index=False)
-    info = train_info(run, p, wall, diverged, extra_info)
+    info = train_info(run, progress, wall, diverged, extra_info)
     atomic_torch_save({"fingerprint": run.state.fingerprint, "model": run.model.state_dict(),
                        "backbone": run.job.backbone, "num_classes": run.prepared.labels.shape[1],
                        "in_channels": int(run.prepared.images.shape[-1]), "info": json.dumps(info, default=str)},
@@ -317,7 +319,8 @@ def final_scores(run: Run, diverged: str | None) -> dict[str, torch.Tensor]:
     scores = {}
     for k, name in enumerate(("val", "test")):
         # the seed's random rotation of evaluation images, if asked for (train.augment_eval), seeded too
-        gen = torch.Generator().manual_seed(mix(run.job.seed, run.job.fold, -2, k)) if run.s["augment_eval"] else None
+        gen = (torch.Generator().manual_seed(mix(run.job.seed, run.job.fold, -2, k)) if run.settings.augment_eval
+               else None)
         scores[name] = torch.sigmoid(run.predict(name, gen)[0])
     return scores
 
@@ -327,20 +330,21 @@ def plugin_code(job: Job) -> dict[str, str]:
     return plugin_digests(losses=[job.loss], backbones=[job.backbone])
 
 
-def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
+def train_info(run: Run, progress: Progress, wall: float, diverged: str | None,
                extra_info: dict[str, Any]) -> dict[str, Any]:
     """What ``train_info.json`` records: the job, the hyper-parameters in effect, the device, the times."""
     group = run.opt.param_groups[0]
     info = {"job": run.job.to_dict(), "key": run.job.key, "fingerprint": run.state.fingerprint,
             "data_hash": run.prepared.meta.get("data_hash", ""),
-            "device": device_name(run.device) if p.history else str(run.device), "device_type": run.device.type,
-            "wall_seconds": wall, "samples_seen": run.seen, "best_val_loss": p.best_val, "epochs": run.s["epochs"],
+            "device": device_name(run.device) if progress.history else str(run.device), "device_type": run.device.type,
+            "wall_seconds": wall, "samples_seen": run.seen, "best_val_loss": progress.best_val,
+            "epochs": run.settings.epochs,
             "class_names": run.prepared.class_names, "data_path": run.data.mode, "input_size": run.size,
             "optimizer": {"type": type(run.opt).__name__.lower(), "lr": group["initial_lr"],
                           "weight_decay": group["weight_decay"],
                           **({"betas": list(group["betas"])} if "betas" in group else {"momentum": group["momentum"]})},
             "scheduler": {"step_size": run.sched.step_size, "gamma": run.sched.gamma},
-            "loss": {"name": run.job.loss, **run.loss_fn.hparams}, **throughput(p.history)}
+            "loss": {"name": run.job.loss, **run.loss_fn.hparams}, **throughput(progress.history)}
     if run.device.type == "cuda":
         info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 1e9
     if run.init_info is not None:
@@ -353,14 +357,14 @@ def train_info(run: Run, p: Progress, wall: float, diverged: str | None,
     return {**info, **extra_info}
 
 
-def make_optimizer(model: torch.nn.Module, s: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     """Adam (the seed's) or SGD with momentum, fused: one kernel updates all parameters (on a CPU the
     default per-tensor loop is 14 times slower for a small CNN; on a GPU it is several launches per tensor)."""
-    if s["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"],
-                               weight_decay=s["weight_decay"], fused=True)
-    return torch.optim.Adam(model.parameters(), lr=s["lr"], betas=tuple(s["betas"]),
-                            weight_decay=s["weight_decay"], fused=True)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=settings.lr, betas=tuple(settings.betas),
+                            weight_decay=settings.weight_decay, fused=True)
 
 
 def compiled(model: torch.nn.Module, mode: bool | str) -> torch.nn.Module:
