@@ -1,4 +1,8 @@
-"""Shared fixtures: a finished run of the tiny config."""
+"""Shared fixtures: a finished run of the tiny config; the ``slow`` marker on every test that needs it.
+
+Tiers (README, "Tests and benchmarks"): ``pytest -m "not slow"`` runs no Snakemake workflow (the fast tier,
+for the edit-test loop); ``pytest`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -16,3 +20,10 @@ def tiny_run(tmp_path_factory) -> Path:
     shutil.copy(TINY, work / "config.yaml")
     run_snakemake(work, configfile=work / "config.yaml")
     return work
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reads the tiny run (a real Snakemake workflow) is slow, however it is written."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -39,3 +39,13 @@ def dataset_spec(ds: dict, name: str = "d", ratio_k: int | None = None) -> dict:
     config = validate_config({"datasets": {name: dict(ds)},
                               "experiments": {"e": {"dataset": name, "backbones": ["small_cnn"], "losses": ["bce"]}}})
     return prepared_datasets(config)[ratio_dataset(name, ratio_k) if ratio_k is not None else name]
+
+
+def same_file(made: Path, expected: Path) -> None:
+    """Two Parquet files hold the same frame and the same lfa.* file metadata (what one stage wrote two ways)."""
+    import pandas as pd
+
+    from lfa.io import read_parquet_metadata
+
+    pd.testing.assert_frame_equal(pd.read_parquet(made), pd.read_parquet(expected))
+    assert read_parquet_metadata(made) == read_parquet_metadata(expected)

@@ -22,6 +22,7 @@ def demo_report(tmp_path_factory) -> Path:
     return work / "reports" / "report.html"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_demo_report_renders_in_chromium(demo_report, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from helpers import REPO, tiny_config
 
-from lfa.config import ConfigError, config_hash, validate_config
+from lfa.config import config_hash, validate_config
+from lfa.errors import ConfigError
 from lfa.plan import experiment_datasets, jobs, prepared_datasets, split_prepared_name, train_settings
 
 
@@ -95,3 +96,39 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(a) == config_hash(b)
     b["train"]["epochs"] = 3
     assert config_hash(a) != config_hash(b)
+
+
+@pytest.mark.parametrize("where", ["dataset", "train"])
+def test_a_backbone_too_large_for_the_configured_side_stops_the_config_check(where):
+    """A backbone's smallest input is checked against the configured side before any job starts."""
+    from lfa.errors import ConfigError
+
+    dataset = {"source": "folder", "root": "/nonexistent"}
+    config = {"datasets": {"d": dataset}, "experiments": {"e": {"dataset": "d", "backbones": ["timm:resnet18"],
+                                                               "losses": ["bce"]}}}
+    if where == "dataset":
+        dataset["image_size"] = 24
+        expected = "the data is 24x24: set train.image_size (e.g. 224) (the side comes from datasets.d.image_size)"
+    else:
+        config["train"] = {"image_size": 24}
+        expected = "train.image_size is 24: set it to at least 32 (the side comes from train.image_size)"
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert str(info.value) == ("experiments.e.backbones: backbone 'timm:resnet18' needs images of at least 32x32; "
+                               + expected)
+    config["train"] = {"image_size": 64}
+    validate_config(config)  # a side the backbone takes passes
+
+
+def test_a_side_known_only_from_the_images_is_checked_before_packing(tmp_path):
+    """digits keeps its native 8x8 images: the prepare stage refuses a backbone that cannot take them."""
+    from lfa.errors import ConfigError
+    from lfa.stages import prepare_stage
+
+    config = validate_config({"data_dir": str(tmp_path), "datasets": {"d": {"source": "digits",
+                                                                             "subset": {"kind": "all"}}},
+                              "experiments": {"e": {"dataset": "d", "backbones": ["resnet50"], "losses": ["bce"]}}})
+    with pytest.raises(ConfigError, match=r"datasets.d: backbone 'resnet50' needs images of at least 32x32; the "
+                                          r"data is 8x8: set train.image_size \(e.g. 256\)"):
+        prepare_stage(config, "d")
+    assert not (tmp_path / "prepared/d/images.npy").exists()

@@ -101,15 +101,16 @@ def _stamp(path, data_hash):
 
 
 def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
-    from lfa.evaluate import PredictionsMismatch, check_predictions
+    from lfa.errors import PredictionsMismatch
+    from lfa.evaluate import check_predictions
 
     path = _predictions(tmp_path)
     _stamp(path, "abc")
     df = pd.read_parquet(path)
     index = pd.DataFrame({"id": df["id"], "fold": np.where(df["split"] == "test", 1, 2)})
     check_predictions(path, _meta(), index, fold=1)  # test fold 1, validation fold 2: as trained
-    with pytest.raises(PredictionsMismatch, match=r"lfa.data_hash abc differs from the prepared dataset's "
-                                                  r"data_hash xyz .*train the job again"):
+    with pytest.raises(PredictionsMismatch, match=r"lfa.data_hash abc differs from the content hash xyz of "
+                                                  r"the prepared dataset d as it is now.*train the job again"):
         check_predictions(path, _meta(data_hash="xyz"))
     with pytest.raises(PredictionsMismatch, match=r"scores for 3 classes .*the prepared dataset d has 4"):
         check_predictions(path, _meta(n_classes=4))
@@ -125,8 +126,8 @@ def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
 
 
 def test_a_damaged_parquet_footer_names_the_file(tmp_path):
+    from lfa.errors import UnreadableFile
     from lfa.evaluate import check_predictions
-    from lfa.io import UnreadableFile
 
     path = tmp_path / "predictions.parquet"
     path.write_bytes(b"not a parquet file at all")

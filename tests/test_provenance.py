@@ -91,3 +91,18 @@ def test_an_edit_in_place_trains_afresh_says_why_and_refuses_old_predictions(pre
     assert made_from == verify_prepared(folder).data_hash
     metrics = evaluate_run(tmp_path / "rerun/predictions.parquet", tmp_path / "m.parquet", folder)
     assert read_parquet_metadata(tmp_path / "m.parquet")["lfa.data_hash"] == made_from and len(metrics) == 10
+
+
+@pytest.mark.slow
+def test_the_report_refuses_runs_of_data_edited_after_evaluation(tiny_run, tmp_path):
+    from lfa.errors import MixedResults
+    from lfa.stages import report_stage
+
+    work = tmp_path / "w"
+    shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake"))
+    _mirror_in_place(work / "data/prepared/digits_lt")
+    config = validate_config({**tiny_config(), "data_dir": str(work / "data"), "results_dir": str(work / "results"),
+                              "reports_dir": str(work / "reports"), "logs_dir": str(work / "logs")})
+    with pytest.raises(MixedResults, match=r"6 run\(s\) were evaluated on other data than the prepared datasets "
+                                           r"as they are now \(e\.g\. .*digits_lt/"):
+        report_stage(config, ["config.yaml"], work / "r.html")

@@ -15,6 +15,7 @@ from lfa.plan import jobs
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_dry_run_lists_every_job_of_the_default_config(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "config.yaml")
     counts = {}
@@ -69,6 +70,7 @@ def test_rerun_is_a_no_op_and_a_changed_setting_reruns_exactly_the_affected_jobs
     assert "prepare_digits" not in counts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("configfile", [TINY, REPO / "configs" / "paper.yaml"], ids=["tiny", "paper"])
 def test_lint_has_no_finding_but_the_conda_one(configfile):
     import subprocess

@@ -3,7 +3,8 @@
     lfa prepare  --configfile config.yaml --dataset digits_lt
     lfa train    --configfile config.yaml --experiment demo_lt --dataset digits_lt --backbone small_cnn \\
                  --loss fece --fold 0 [--epochs 200 --batch-size 128 --lr 0.1] [--out DIR]
-    lfa evaluate --predictions results/runs/.../predictions.parquet --out metrics.parquet
+    lfa evaluate --predictions results/runs/.../predictions.parquet [--prepared DIR] [--out metrics.parquet]
+    lfa aggregate --configfile config.yaml [--out DIR]   (results/{metrics,summary,per_class,comparisons,runs})
     lfa curves   --plugin my_loss.py --loss my_loss --loss bce --out lfa/   (tables and Figure 2, no training)
     lfa report   --configfile config.yaml [--partial]
     lfa status   --configfile config.yaml   (runs finished / running / failed / waiting, incomplete cells)
@@ -20,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lfa.errors import ConfigError, LfaError
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", default="config.yaml", help="pipeline config (default: %(default)s)")
@@ -32,30 +35,19 @@ def _config(path: str) -> dict[str, Any]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from lfa.datasets import prepare
-    from lfa.plan import Layout, prepared_datasets
+    from lfa.stages import prepare_stage
 
-    config = _config(args.configfile)
-    specs = prepared_datasets(config)
-    if args.dataset not in specs:
-        print(f"unknown dataset {args.dataset!r}; prepared datasets of this config: {', '.join(specs)}",
-              file=sys.stderr)
-        return 2
-    layout, spec = Layout.from_config(config), specs[args.dataset]
-    print(prepare(args.dataset, spec, layout.dataset_raw(spec), layout.prepared(args.dataset),
-                  config["n_splits"], config["split_seed"], layout.downloads))
+    print(prepare_stage(_config(args.configfile), args.dataset))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lfa.plan import Layout, make_job
-    from lfa.train import EXIT_INTERRUPTED, Interrupted, train
+    from lfa.stages import train_stage
 
     config = _config(args.configfile)
     if args.experiment not in config["experiments"]:
-        print(f"unknown experiment {args.experiment!r}; known: {', '.join(config['experiments'])}",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"unknown experiment {args.experiment!r}; known: {', '.join(config['experiments'])}")
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device}
     job = make_job(config, args.experiment, args.dataset, args.backbone, args.loss, args.seed, args.fold,
                    {k: v for k, v in overrides.items() if v is not None})
@@ -63,17 +55,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else layout.manual(job)
     owned = [d for d in (layout.runs, layout.states) if _inside(out_dir, d)]
     if owned and not args.force:
-        print(f"lfa train: {out_dir} is inside {owned[0]}, which the workflow owns (its runs and resume states); "
-              "give another --out, or --force to write there anyway", file=sys.stderr)
-        return 2
-    try:
-        info = train(job, layout.prepared(args.dataset), out_dir, out_dir / ".state")
-    except Interrupted as stop:
-        print(f"interrupted: {stop}; run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(json.dumps({k: info[k] for k in ("device", "wall_seconds", "best_val_loss")}, default=str))
-    print(f"written: {out_dir}", file=sys.stderr)
-    return 0
+        raise ConfigError(f"{out_dir} is inside {owned[0]}, which the workflow owns (its runs and resume states); "
+                          "give another --out, or --force to write there anyway")
+    code = train_stage(job, layout, config["gpu"], out_dir, out_dir / ".state")
+    if code == 0:
+        info = json.loads((out_dir / "train_info.json").read_text())
+        print(json.dumps({k: info[k] for k in ("device", "wall_seconds", "best_val_loss")}, default=str))
+        print(f"written: {out_dir}", file=sys.stderr)
+    return code
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -81,39 +70,54 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lfa.evaluate import RUN_COLUMNS, evaluate_job
-    from lfa.io import read_json, read_table, write_parquet
+    from lfa.evaluate import RUN_COLUMNS, evaluate_run
 
-    pred = Path(args.predictions)
-    info_path = pred.with_name("train_info.json")
-    info = read_json(info_path) if info_path.is_file() else {}
-    keys = {k: getattr(args, k) if getattr(args, k) is not None else info.get("job", {}).get(k) for k in RUN_COLUMNS}
-    missing = [k for k, v in keys.items() if v is None]
-    if missing:
-        print(f"lfa evaluate: no {', '.join(missing)} for {pred}: give --{' --'.join(missing)} "
-              f"(or keep the train_info.json that lfa train writes beside it)", file=sys.stderr)
-        return 2
-    names = info.get("class_names")
-    if args.meta:  # the prepared dataset: its classes, and a check that the predictions are of its data and fold
-
-        from lfa.evaluate import check_predictions
-
-        meta = read_json(args.meta)
-        index = read_table(Path(args.meta).with_name("index.parquet"), ["id", "fold"])
-        check_predictions(pred, meta, index, int(keys["fold"]))
-        names = meta["class_names"]
-    df = evaluate_job(pred, {**keys, "seed": int(keys["seed"]), "fold": int(keys["fold"])}, names)
-    out = Path(args.out) if args.out else pred.with_name("metrics.parquet")
-    write_parquet(df, out, {})
+    predictions = Path(args.predictions)
+    metrics = evaluate_run(predictions, Path(args.out) if args.out else predictions.with_name("metrics.parquet"),
+                           _prepared_folder(args, predictions), {k: getattr(args, k) for k in RUN_COLUMNS})
     cols = ["class", "class_name", "auc", "threshold", "accuracy", "precision", "recall", "f1"]
-    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwritten: {out}")
+    print(metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwritten: {args.out or predictions.with_name('metrics.parquet')}")
+    return 0
+
+
+def _prepared_folder(args: argparse.Namespace, predictions: Path) -> Path | None:
+    """``--prepared``, else the config's prepared folder of the run's dataset where both exist (as the workflow
+    evaluates), else None: predictions made elsewhere are evaluated without a data check."""
+    from lfa.io import read_json
+    from lfa.plan import Layout
+
+    if args.prepared:
+        return Path(args.prepared)
+    info = predictions.with_name("train_info.json")
+    dataset = args.dataset or (read_json(info).get("job", {}).get("dataset") if info.is_file() else None)
+    if not dataset or not Path(args.configfile).is_file():
+        return None
+    folder = Layout.from_config(_config(args.configfile)).prepared(dataset)
+    return folder if (folder / "meta.json").is_file() else None
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    """Every experiment's evaluated runs → the aggregated Parquet files, as the aggregate rule writes them."""
+    from lfa.plan import Layout, plan
+    from lfa.stages import aggregate_stage
+
+    config = _config(args.configfile)
+    layout = Layout.from_config(config)
+    metrics = {name: [layout.run_file(job, "metrics.parquet") for job in jobs]
+               for name, jobs in plan(config).experiments.items()}
+    missing = [path for paths in metrics.values() for path in paths if not path.exists()]
+    if missing:
+        raise ConfigError(f"{len(missing)} run(s) not evaluated yet (e.g. {missing[0]}): run snakemake first, or "
+                          "'lfa report --partial' to report the runs evaluated so far")
+    out_dir = Path(args.out) if args.out else layout.aggregate("metrics").parent
+    for path in aggregate_stage(config, metrics, out_dir).values():
+        print(path)
     return 0
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
     """One table pair (``--out x.csv`` or ``x.parquet``), or a folder of tables and Figure-2 PNGs."""
-    from lfa.config import ConfigError
     from lfa.curves import write_curves, write_lfa_folder
     from lfa.figures_lfa import CONVENTIONS
     from lfa.losses import lfa_grid
@@ -150,7 +154,6 @@ def _grid_points(text: str) -> int:
 
 def _loss_params(items: list[str]) -> dict[str, dict[str, float]]:
     """``["focal.gamma=3", ...]`` → ``{"focal": {"gamma": 3.0}}``."""
-    from lfa.config import ConfigError
 
     out: dict[str, dict[str, float]] = {}
     for item in items:
@@ -175,70 +178,27 @@ def cmd_losses(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render the report from the results of a finished run, or (``--partial``) of whatever jobs finished."""
-    import tempfile
-
-    from lfa.aggregate import aggregate, runs_table
-    from lfa.config import config_hash
-    from lfa.io import write_parquet
-    from lfa.plan import AGGREGATES, Layout, plan
-    from lfa.report import ReportInputs, render_report
+    from lfa.plan import Layout, plan
+    from lfa.stages import evaluated_runs, report_stage
 
     config = _config(args.configfile)
-    layout, the_plan = Layout.from_config(config), plan(config)
+    layout = Layout.from_config(config)
     out_html = Path(args.out) if args.out else layout.report
-    tables = layout.tables
-    with tempfile.TemporaryDirectory(prefix="lfa-report-") as tmp:
-        files = {name: layout.aggregate(name) for name in (*AGGREGATES, "runs")}
-        if args.partial:
-            done = {name: _evaluated(layout, jobs) for name, jobs in the_plan.experiments.items()}
-            n_done, n_all = sum(map(len, done.values())), sum(map(len, the_plan.experiments.values()))
-            if not n_done:
-                print("lfa report: no job has finished its evaluation yet", file=sys.stderr)
-                return 2
-            print(f"{n_done} of {n_all} jobs evaluated; the others show as 'not run'", file=sys.stderr)
-            files = {**aggregate({k: v for k, v in done.items() if v}, tmp, {"lfa.config_hash": config_hash(config)}),
-                     "runs": Path(tmp) / "runs.parquet"}
-            write_parquet(runs_table(the_plan), files["runs"], {"lfa.config_hash": config_hash(config)})
-            tables = out_html.parent / "tables"  # the workflow's own tables are left as they are
-        curves, gradients = _curve_files(config, layout, Path(tmp))
-        inputs = ReportInputs(**{name: path for name, path in files.items()}, curves=curves, gradients=gradients,
-                              config=config, config_hash=config_hash(config), config_files=[args.configfile],
-                              tables_dir=tables)
-        out = render_report(inputs, out_html)
-    print(out)
-    return 0
-
-
-def _evaluated(layout: Any, jobs: Any) -> list[Path]:
-    """The metrics files of ``jobs`` that exist and were made from today's prepared data."""
-    from lfa.io import read_json, read_parquet_metadata
-
-    out, stale = [], []
-    for job in jobs:
-        path, meta = layout.run_file(job, "metrics.parquet"), layout.prepared_file(job.dataset, "meta.json")
-        if not path.exists():
-            continue
-        made_from = read_parquet_metadata(path).get("lfa.data_hash")
-        today = read_json(meta).get("data_hash") if meta.exists() else None
-        (stale if made_from and today and made_from != today else out).append(path)
+    if not args.partial:
+        print(report_stage(config, [args.configfile], out_html))
+        return 0
+    done, stale = evaluated_runs(config)
+    n_done, n_all = sum(map(len, done.values())), sum(map(len, plan(config).experiments.values()))
     if stale:
         print(f"{len(stale)} evaluated run(s) left out: made from other data than today's prepared set "
               f"(e.g. {stale[0]}); snakemake trains them again", file=sys.stderr)
-    return out
-
-
-def _curve_files(config: dict[str, Any], layout: Any, tmp: Path) -> tuple[list[Path], list[Path]]:
-    """The LFA curve tables of the run, or computed now (into ``tmp``) where the run has none yet."""
-    from lfa.figures_lfa import CONVENTIONS
-
-    curves, gradients = [layout.curves(c) for c in CONVENTIONS], [layout.gradients(c) for c in CONVENTIONS]
-    if all(p.exists() for p in curves + gradients):
-        return curves, gradients
-    from lfa.curves import write_curves
-
-    losses = sorted({loss for e in config["experiments"].values() for loss in e["losses"]})
-    pairs = [write_curves(c, tmp / f"curves_{c}.parquet", losses, config["loss_params"]) for c in CONVENTIONS]
-    return [c for c, _ in pairs], [g for _, g in pairs]
+    if not n_done:
+        raise ConfigError("no job has finished its evaluation yet: nothing to report")
+    print(f"{n_done} of {n_all} jobs evaluated; the others show as 'not run'", file=sys.stderr)
+    # the workflow's own tables are left as they are
+    print(report_stage(config, [args.configfile], out_html, out_html.parent / "tables",
+                       metrics={name: paths for name, paths in done.items() if paths}))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -306,13 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="per-class metrics from a predictions.parquet")
     p.add_argument("--predictions", required=True)
-    p.add_argument("--meta", help="the prepared dataset's meta.json (class names; default: train_info.json's)")
+    _add_config(p)
+    p.add_argument("--prepared", help="the prepared dataset folder the run trained on (default: the config's "
+                   "folder of the run's dataset, where it exists): checks the predictions against it")
     p.add_argument("--out", help="output Parquet (default: metrics.parquet beside the predictions)")
     for key in ("dataset", "backbone", "loss"):
         p.add_argument(f"--{key}", help=f"{key} column (default: from the train_info.json beside the predictions)")
     for key in ("seed", "fold"):
         p.add_argument(f"--{key}", type=int, help=f"{key} column (default: from train_info.json)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("aggregate", help="the aggregated Parquet files from every evaluated run of a config")
+    _add_config(p)
+    p.add_argument("--out", help="output folder (default: the config's results_dir)")
+    p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("curves", help="LFA curves and Figure 2 of any registered losses, without training")
     p.add_argument("--loss", action="append", default=[], help="a loss to draw (repeat for several)")
@@ -373,27 +340,9 @@ def main(argv: list[str] | None = None) -> int:
 
         load_plugins(args.plugin, "--plugin")
         return args.func(args)
-    except Exception as err:  # the user sees one clear line; --debug style tracebacks are in the job logs
-        from lfa.checkpoints import CheckpointMismatch, UnreadableCheckpoint
-        from lfa.config import ConfigError
-        from lfa.evaluate import PredictionsMismatch
-        from lfa.io import UnreadableFile
-        from lfa.losses import LossCheckError
-        from lfa.plugins import PluginError
-        from lfa.report import MixedResults
-        from lfa.sources.base import RawDataInvalid
-        from lfa.sources.images import CorruptImageError
-
-        clear = (ConfigError, FileNotFoundError, KeyError, PredictionsMismatch, MixedResults, UnreadableFile,
-                 UnreadableCheckpoint, CheckpointMismatch, RawDataInvalid, CorruptImageError, PluginError,
-                 LossCheckError)
-        # a training job that diverged, or a backbone refusing the image size (models.input_size)
-        said = type(err).__name__ == "DivergenceError" or (isinstance(err, ValueError) and "backbone" in str(err))
-        if isinstance(err, clear) or said:
-            print(f"lfa {args.command}: {err}", file=sys.stderr)
-            return 2
-        raise
-
+    except LfaError as err:  # the user sees one line naming the cause and the fix; a bug keeps its traceback
+        print(f"lfa {args.command}: {err}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,11 +16,9 @@ from typing import Any
 
 import yaml
 
+from lfa.errors import ConfigError
+
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the offending key."""
 
 
 def load_schema() -> dict[str, Any]:
@@ -92,7 +90,8 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def _use_plugins(config: dict[str, Any]) -> None:
-    from lfa.plugins import PluginError, use_config_plugins
+    from lfa.errors import PluginError
+    from lfa.plugins import use_config_plugins
 
     try:
         use_config_plugins(config)
@@ -258,6 +257,27 @@ def _check_experiment(config: dict[str, Any], name: str, exp: dict[str, Any]) ->
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path)
         raise ConfigError(f"{key}.train.{where}: {err.message}") from None
+    _check_input_sizes(config, name, exp)
+
+
+def _check_input_sizes(config: dict[str, Any], name: str, exp: dict[str, Any]) -> None:
+    """Each backbone accepts the side it will be fed (``train.image_size``, else the dataset's packed side);
+    a side known only from the images (a source that keeps the native size) is checked by the prepare stage."""
+    from lfa.models import input_size
+    from lfa.sources import get_source
+
+    ds = config["datasets"][exp["dataset"]]
+    packed = int(ds.get("image_size", get_source(ds["source"]).default_image_size) or 0)
+    wanted = int({**config["train"], **exp.get("train", {})}["image_size"])
+    if not (wanted or packed):
+        return
+    where = (f"experiments.{name}.train.image_size" if "image_size" in exp.get("train", {}) else
+             "train.image_size" if wanted else f"datasets.{exp['dataset']}.image_size")
+    for backbone in exp["backbones"]:
+        try:
+            input_size(backbone, wanted, packed or wanted)
+        except ConfigError as err:
+            raise ConfigError(f"experiments.{name}.backbones: {err} (the side comes from {where})") from None
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfa.errors import ConfigError
 from lfa.figures_lfa import CONVENTION_NOTE, CONVENTIONS
 from lfa.losses import Loss, build_loss, display_name, lfa_grid, loss_names
 
@@ -60,7 +61,7 @@ _Z_END = 40.0
 def _check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
         known = ", ".join(CONVENTIONS)
-        raise ValueError(f"unknown LFA convention {convention!r}; known conventions: {known}")
+        raise ConfigError(f"unknown LFA convention {convention!r}; known conventions: {known}")
 
 
 def _convention_form(loss: Loss, convention: str) -> tuple[Loss, float]:
@@ -175,7 +176,7 @@ def compute_curves(convention: str = "trained", losses: list[str] | None = None,
     known = set(loss_names())
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"params given for unknown loss(es) {unknown}; "
+        raise ConfigError(f"params given for unknown loss(es) {unknown}; "
                          f"known losses: {', '.join(sorted(known))}")
     p = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64)
     lfa_parts: list[pd.DataFrame] = []
@@ -197,25 +198,29 @@ def compute_curves(convention: str = "trained", losses: list[str] | None = None,
 
 
 def write_curves(convention: str, out_path: str | Path, losses: list[str] | None = None,
-                 params: dict[str, dict[str, float]] | None = None,
-                 grid: np.ndarray | None = None) -> tuple[Path, Path]:
-    """Compute the curves (:func:`compute_curves`) and write them as CSV or Parquet (by suffix).
+                 params: dict[str, dict[str, float]] | None = None, grid: np.ndarray | None = None,
+                 gradients_path: str | Path | None = None) -> tuple[Path, Path]:
+    """The LFA stage: compute the curves (:func:`compute_curves`) and write them as CSV or Parquet (by suffix).
 
-    The LFA table goes to ``out_path``, the gradient table beside it with ``_gradients`` before the
-    suffix (``curves.csv`` → ``curves_gradients.csv``). Returns ``(lfa_path, gradient_path)``.
+    The LFA table goes to ``out_path``, the gradient table to ``gradients_path`` (default: beside it with
+    ``_gradients`` before the suffix, ``curves.csv`` → ``curves_gradients.csv``); Parquet files record the
+    convention (``lfa.convention``). The ``lfa_curves`` rule and ``lfa curves --out x.parquet`` both call this.
+    Returns ``(lfa_path, gradient_path)``.
     """
+    from lfa.io import atomic_path, write_parquet
+
     out = Path(out_path)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{out}: unsupported suffix {out.suffix!r}; use .csv or .parquet")
-    grad_path = out.with_name(f"{out.stem}_gradients{out.suffix}")
+        raise ConfigError(f"{out}: unsupported suffix {out.suffix!r}; use .csv or .parquet")
+    grad_path = Path(gradients_path) if gradients_path else out.with_name(f"{out.stem}_gradients{out.suffix}")
     lfa_df, grad_df = compute_curves(convention, losses, params, grid)
-    out.parent.mkdir(parents=True, exist_ok=True)
     for frame, path in ((lfa_df, out), (grad_df, grad_path)):
         if suffix == ".csv":
-            frame.to_csv(path, index=False)
+            with atomic_path(path) as tmp:
+                frame.to_csv(tmp, index=False)
         else:
-            frame.to_parquet(path, index=False)
+            write_parquet(frame, path, {"lfa.convention": convention})
     return out, grad_path
 
 

@@ -12,34 +12,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lfa.io import read_table
+from lfa.errors import ConfigError, PredictionsMismatch
+from lfa.io import read_json, read_parquet_metadata, read_table, write_parquet
 from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 
 #: Columns identifying a run in its metrics; the aggregate adds ``experiment`` in front (lfa.aggregate).
 RUN_COLUMNS = ["dataset", "backbone", "loss", "seed", "fold"]
 
 
-class PredictionsMismatch(ValueError):
-    """Predictions that do not belong to the prepared dataset they are evaluated against; names file and field."""
-
-
 def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFrame | None = None,
-                      fold: int | None = None) -> str:
+                      fold: int | None = None, data_hash: str | None = None) -> str:
     """Refuse predictions made from other data, with other classes, or on other splits than the prepared set's.
 
     ``meta``: the prepared dataset's ``meta.json``; with its ``index`` and the job's ``fold`` the validation
     and test samples must be exactly that fold rotation's. Reads the file's schema and its ``id`` and
-    ``split`` columns only (the scores are read once, by :func:`evaluate_job`). Returns the data hash the
-    predictions carry ("" for predictions written before content hashes).
+    ``split`` columns only (the scores are read once, by :func:`evaluate_job`). ``data_hash``: the prepared
+    data's content hash as it is now (:func:`lfa.datasets.verify_prepared`; default meta.json's). Returns the
+    data hash the predictions carry ("" for predictions written before content hashes).
     """
     from lfa.io import parquet_columns, read_parquet_metadata
 
     path = Path(path)
     stamped = read_parquet_metadata(path, "train the job again").get("lfa.data_hash")
-    expected = meta.get("data_hash")
+    expected = data_hash if data_hash is not None else meta.get("data_hash")
     if stamped and expected and stamped != expected:
-        raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the prepared dataset's data_hash "
-                                  f"{expected} (meta.json of {meta['name']}): the data changed after training; "
+        raise PredictionsMismatch(f"{path}: lfa.data_hash {stamped} differs from the content hash {expected} of the "
+                                  f"prepared dataset {meta['name']} as it is now: the data changed after training; "
                                   "train the job again")
     columns = parquet_columns(path, "train the job again")
     n = len([c for c in columns if re.fullmatch(r"score_\d+", c)])
@@ -93,3 +91,40 @@ def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: lis
     front["ratio_k"] = pd.array([ratio_k] * len(metrics), dtype="Int64")
     metrics.insert(1, "class_name", [class_names[c] if class_names else str(c) for c in metrics["class"]])
     return pd.concat([front, metrics], axis=1)
+
+
+def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path | None = None,
+                 keys: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The evaluate stage: a run's ``predictions.parquet`` → its per-class ``metrics.parquet`` at ``out``.
+
+    What the run is (its keys, job key, whether it diverged) comes from the ``train_info.json`` beside the
+    predictions, which ``keys`` may complete for predictions made elsewhere. With the ``prepared`` dataset
+    folder the predictions are checked against the data as it is now (content hash, classes, fold rotation)
+    and take its class names and ratio. The workflow's rule and ``lfa evaluate`` both call this; the file's
+    metadata records the job key and the data hash the metrics were made from.
+    """
+    predictions = Path(predictions)
+    info_path = predictions.with_name("train_info.json")
+    info = read_json(info_path) if info_path.is_file() else {}
+    given = {k: v for k, v in (keys or {}).items() if v is not None}
+    run_keys = {k: given.get(k, info.get("job", {}).get(k)) for k in RUN_COLUMNS}
+    missing = [k for k, v in run_keys.items() if v is None]
+    if missing:
+        raise ConfigError(f"no {', '.join(missing)} for {predictions}: give --{' --'.join(missing)} (or keep the "
+                          "train_info.json that lfa train writes beside it)")
+    run_keys.update(seed=int(run_keys["seed"]), fold=int(run_keys["fold"]))
+    names, ratio_k, made_from = info.get("class_names"), None, None
+    if prepared is not None:
+        from lfa.datasets import verify_prepared
+
+        prepared = Path(prepared)
+        meta = read_json(prepared / "meta.json", f"delete {prepared} and rerun, to prepare it again")
+        index = read_table(prepared / "index.parquet", ["id", "fold"])
+        made_from = check_predictions(predictions, meta, index, run_keys["fold"],
+                                      verify_prepared(prepared, meta).data_hash)
+        names, ratio_k = meta["class_names"], meta.get("ratio_k")
+    if made_from is None:
+        made_from = read_parquet_metadata(predictions, "train the job again").get("lfa.data_hash", "")
+    metrics = evaluate_job(predictions, run_keys, names, ratio_k, "diverged" in info)
+    write_parquet(metrics, out, {"lfa.job_key": str(info.get("key", "")), "lfa.data_hash": made_from})
+    return metrics

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lfa.registry import Registry, UnknownNameError, origin_of
+from lfa.errors import ConfigError, UnknownNameError
+from lfa.registry import Registry, origin_of
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ _RESOLVERS: Registry[Callable[[str], BackboneInfo]] = Registry("backbone prefix"
 def register_backbone_resolver(prefix: str):
     """Function decorator: ``fn(model) -> BackboneInfo`` resolves the backbone names ``<prefix>:<model>``.
 
-    ``fn`` raises :class:`lfa.registry.UnknownNameError` for a model the library does not have (naming the
+    ``fn`` raises :class:`lfa.errors.UnknownNameError` for a model the library does not have (naming the
     close ones) and ``ImportError`` (saying how to install it) when the library is missing.
     """
 
@@ -90,7 +91,7 @@ def get_backbone(name: str) -> BackboneInfo:
     """The backbone ``name``: its builder, display name and input sizes.
 
     A registered name, or ``<prefix>:<model>`` of a library (``timm:resnet18``, ``torchvision:resnet18``),
-    built on first lookup and cached. An unknown name raises :class:`lfa.registry.UnknownNameError` with the
+    built on first lookup and cached. An unknown name raises :class:`lfa.errors.UnknownNameError` with the
     close names; a library that is not installed, an ``ImportError`` saying how to install it.
     """
     prefix, sep, model = name.partition(":")
@@ -284,7 +285,7 @@ def botnet(num_classes: int, in_channels: int = 3, pretrained: bool = False) -> 
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise ValueError(f"backbone {name!r} has no pretrained weights; use train.init for a checkpoint")
+        raise ConfigError(f"backbone {name!r} has no pretrained weights; use train.init for a checkpoint")
 
 
 # --------------------------------------------------------------------------------------- library backbones
@@ -397,7 +398,7 @@ def _replace_head(body: nn.Module, n_out: int, num_classes: int, name: str) -> N
              if (isinstance(m, nn.Linear) and m.out_features == n_out)
              or (isinstance(m, nn.Conv2d) and m.out_channels == n_out)]
     if not heads:
-        raise ValueError(f"backbone {name!r}: no classification layer with {n_out} outputs to replace")
+        raise ConfigError(f"backbone {name!r}: no classification layer with {n_out} outputs to replace")
     path, old = heads[-1]
     if isinstance(old, nn.Linear):
         new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
@@ -412,7 +413,7 @@ def _adapt_first_conv(body: nn.Module, in_channels: int, name: str) -> None:
     does (one channel: the sum over RGB; more: RGB repeated, scaled by 3 / in_channels)."""
     found = next(((p, m) for p, m in body.named_modules() if isinstance(m, nn.Conv2d)), None)
     if found is None or found[1].in_channels != 3 or found[1].groups != 1:
-        raise ValueError(f"backbone {name!r}: its first layer is not a 3-channel convolution; "
+        raise ConfigError(f"backbone {name!r}: its first layer is not a 3-channel convolution; "
                          f"it cannot take {in_channels}-channel images")
     path, old = found
     new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
@@ -438,11 +439,12 @@ def input_size(name: str, image_size: int, native: int) -> int:
     info = get_backbone(name)
     size = image_size or info.fixed_size or native
     if info.fixed_size and size != info.fixed_size:
-        raise ValueError(f"backbone {name!r} takes {info.fixed_size}x{info.fixed_size} images only; "
+        raise ConfigError(f"backbone {name!r} takes {info.fixed_size}x{info.fixed_size} images only; "
                          f"train.image_size is {image_size} (use 0 or {info.fixed_size})")
     if size < info.min_size:
-        raise ValueError(f"backbone {name!r} needs images of at least {info.min_size}x{info.min_size}; "
-                         f"the data is {native}x{native}: set train.image_size (e.g. {info.default_size})")
+        given = (f"train.image_size is {image_size}: set it to at least {info.min_size}" if image_size else
+                 f"the data is {native}x{native}: set train.image_size (e.g. {info.default_size})")
+        raise ConfigError(f"backbone {name!r} needs images of at least {info.min_size}x{info.min_size}; {given}")
     return size
 
 

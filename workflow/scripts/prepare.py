@@ -1,11 +1,8 @@
-"""Snakemake adapter: prepare one dataset (lfa.datasets.prepare)."""
+"""Snakemake adapter: prepare one dataset (lfa.stages.prepare_stage, as `lfa prepare`)."""
 
-from pathlib import Path
-
-from lfa.datasets import prepare
 from lfa.logs import logged
+from lfa.stages import prepare_stage
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
-p = sm.params
 with logged(sm.log[0]):
-    prepare(sm.wildcards.dataset, p.spec, p.root, Path(sm.output[0]).parent, p.n_splits, p.split_seed, p.downloads)
+    prepare_stage(sm.config, sm.wildcards.dataset)
