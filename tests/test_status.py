@@ -36,7 +36,7 @@ def test_status_tells_finished_running_stopped_failed_and_waiting_runs(tiny_run,
     text = log.read_text()
     log.write_text(text[: text.index("[lfa train] epoch 2/2")])
     log = layout.log("train", jobs["bce", 2].path)  # failed: its last attempt ended in an error
-    with pytest.raises(DivergenceError), logged(log):
+    with pytest.raises(SystemExit), logged(log):  # an error the user can fix: one line, exit 1
         print(f"[lfa train] {jobs['bce', 2].label}: a second attempt")
         raise DivergenceError("loss became nan at epoch 1 step 3")
     layout.log("train", jobs["fece", 0].path).unlink()  # never started

@@ -25,8 +25,8 @@ def logged(path: str | Path | None) -> Iterator[None]:
         except SystemExit:
             raise
         except LfaError as err:  # the user's to fix: one line, here and in Snakemake's own output
-            print(f"ERROR: {err}", file=fh)
-            print(f"ERROR ({path}): {err}", file=sys.__stderr__)
+            print(f"ERROR: {type(err).__name__}: {err}", file=fh)  # the line lfa status reads
+            print(f"ERROR ({path}): {type(err).__name__}: {err}", file=sys.__stderr__)
             raise SystemExit(1) from None
         except BaseException as err:
             traceback.print_exc(file=fh)
