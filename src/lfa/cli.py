@@ -344,5 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lfa {args.command}: {err}", file=sys.stderr)
         return 2
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -177,7 +177,7 @@ def compute_curves(convention: str = "trained", losses: list[str] | None = None,
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"params given for unknown loss(es) {unknown}; "
-                         f"known losses: {', '.join(sorted(known))}")
+                          f"known losses: {', '.join(sorted(known))}")
     p = np.asarray(DEFAULT_GRID if grid is None else grid, dtype=np.float64)
     lfa_parts: list[pd.DataFrame] = []
     grad_parts: list[pd.DataFrame] = []

@@ -89,7 +89,7 @@ def requested_counts(subset: dict[str, Any], class_names: list[str], downloads: 
             index = [lookup.get(k, lookup.get(k.lower())) for k in keys]
         if sorted(index) != list(range(n)):
             raise ConfigError(f"subset.counts_csv: it lists {len(index)} classes, they must be the dataset's {n} "
-                             "(by index 0..n-1 or by name), each once")
+                              "(by index 0..n-1 or by name), each once")
         counts = np.zeros(n, dtype=np.int64)
         counts[index] = table["count"].to_numpy()
         return counts, f"counts_csv {subset['counts_csv']}"
@@ -135,8 +135,8 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
             listed = "; ".join(f"{s['name']}: {s['requested']} requested, {s['available']} available"
                                for s in shortfall[:5])
             raise ConfigError(f"{len(short)} class(es) have fewer samples than the counts ask for ({origin}): "
-                             f"{listed}{' ...' if len(short) > 5 else ''}; set subset.allow_short: true to take "
-                             "all samples of such classes (recorded in meta.json)")
+                              f"{listed}{' ...' if len(short) > 5 else ''}; set subset.allow_short: true to take "
+                              "all samples of such classes (recorded in meta.json)")
         info = {"expected_counts": wanted.tolist(), "counts_from": origin}
         if shortfall:
             info["shortfall"] = shortfall
@@ -203,7 +203,7 @@ def assign_group_folds(labels: np.ndarray, groups: np.ndarray | list, n_splits: 
     n_groups = len(names)
     if n_groups < n_splits:
         raise ConfigError(f"{n_groups} group(s) cannot fill {n_splits} folds (every group lies in one fold); "
-                         "lower n_splits or give more groups")
+                          "lower n_splits or give more groups")
     rng = np.random.default_rng(seed)
     positives = np.zeros((n_groups, labels.shape[1]), dtype=np.int64)
     np.add.at(positives, inverse, labels.astype(np.int64))

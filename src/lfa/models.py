@@ -414,7 +414,7 @@ def _adapt_first_conv(body: nn.Module, in_channels: int, name: str) -> None:
     found = next(((p, m) for p, m in body.named_modules() if isinstance(m, nn.Conv2d)), None)
     if found is None or found[1].in_channels != 3 or found[1].groups != 1:
         raise ConfigError(f"backbone {name!r}: its first layer is not a 3-channel convolution; "
-                         f"it cannot take {in_channels}-channel images")
+                          f"it cannot take {in_channels}-channel images")
     path, old = found
     new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
                     bias=old.bias is not None, padding_mode=old.padding_mode)
@@ -440,7 +440,7 @@ def input_size(name: str, image_size: int, native: int) -> int:
     size = image_size or info.fixed_size or native
     if info.fixed_size and size != info.fixed_size:
         raise ConfigError(f"backbone {name!r} takes {info.fixed_size}x{info.fixed_size} images only; "
-                         f"train.image_size is {image_size} (use 0 or {info.fixed_size})")
+                          f"train.image_size is {image_size} (use 0 or {info.fixed_size})")
     if size < info.min_size:
         given = (f"train.image_size is {image_size}: set it to at least {info.min_size}" if image_size else
                  f"the data is {native}x{native}: set train.image_size (e.g. {info.default_size})")
