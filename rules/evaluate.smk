@@ -23,6 +23,7 @@ rule aggregate:
         **{name: str(LAYOUT.aggregate(name)) for name in AGGREGATES},
         runs=str(LAYOUT.aggregate("runs")),
     params:
+        # which runs each experiment reads: a change reruns the aggregate (the script takes them from the plan)
         runs={name: [job.path for job in jobs] for name, jobs in PLAN.experiments.items()},
         config_hash=CONFIG_HASH,
     log:

@@ -73,11 +73,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lfa.evaluate import RUN_COLUMNS, evaluate_run
 
     predictions = Path(args.predictions)
-    metrics = evaluate_run(predictions, Path(args.out) if args.out else predictions.with_name("metrics.parquet"),
-                           _prepared_folder(args, predictions), {k: getattr(args, k) for k in RUN_COLUMNS})
+    out = Path(args.out) if args.out else predictions.with_name("metrics.parquet")
+    metrics = evaluate_run(predictions, out, _prepared_folder(args, predictions),
+                           {k: getattr(args, k) for k in RUN_COLUMNS})
     cols = ["class", "class_name", "auc", "threshold", "accuracy", "precision", "recall", "f1"]
     print(metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwritten: {args.out or predictions.with_name('metrics.parquet')}")
+    print(f"\nwritten: {out}")
     return 0
 
 
@@ -99,13 +100,12 @@ def _prepared_folder(args: argparse.Namespace, predictions: Path) -> Path | None
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     """Every experiment's evaluated runs → the aggregated Parquet files, as the aggregate rule writes them."""
-    from lfa.plan import Layout, plan
-    from lfa.stages import aggregate_stage
+    from lfa.plan import Layout
+    from lfa.stages import aggregate_stage, run_metrics
 
     config = _config(args.configfile)
     layout = Layout.from_config(config)
-    metrics = {name: [layout.run_file(job, "metrics.parquet") for job in jobs]
-               for name, jobs in plan(config).experiments.items()}
+    metrics = run_metrics(config)
     missing = [path for paths in metrics.values() for path in paths if not path.exists()]
     if missing:
         raise ConfigError(f"{len(missing)} run(s) not evaluated yet (e.g. {missing[0]}): run snakemake first, or "

@@ -428,12 +428,7 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         if side_check and not side:
             side_check(int(shape[1]))
         folds = _folds(sel, n_splits, split_seed, spec)
-        index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
-        for c in range(sel.labels.shape[1]):
-            index[f"label_{c}"] = sel.labels[:, c]
-        index["partition"] = sel.partition
-        if sel.groups is not None:
-            index["group"] = sel.groups
+        index = _index_frame(sel, folds)
         data_hash = content_hash(tmp, index, sel.class_names)
     for cls, empty in folds_without_positives(sel.labels, folds, n_splits, sel.class_names).items():
         print(f"WARNING: {name}: class {cls!r} has no positive sample in fold(s) {empty}; its per-class metrics "
@@ -453,19 +448,36 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         "image_size": int(image_size), "checksums": bool(spec["checksums"]),
         "reference_table": _reference_table(spec, spec.get("ratio_k")), **sel.provenance,
         "skipped_corrupt": {"count": len(skipped), "files": [path for _, path, _ in skipped]},
-        "stamps": file_stamps(out),
+        "stamps": file_stamps(out), **_meta_extras(spec, src.options, sel),
     }
-    options = {k: spec[k] for k in sorted(src.options) if k in spec}
-    if options:
-        meta["source_options"] = options
-    if sel.task == "multi_label":  # e.g. ChestX-ray14's No Finding: negatives for every class
-        meta["n_no_positive"] = int((sel.labels.sum(axis=1) == 0).sum())
-    if sel.groups is not None:
-        meta["group_column"] = spec.get("group_column", "group")
-        meta["n_groups"] = len(set(sel.groups))
     with atomic_path(out / "meta.json") as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _index_frame(sel: _Selected, folds: np.ndarray) -> pd.DataFrame:
+    """``index.parquet``: id, row, fold, one ``label_<c>`` per class, partition and (with groups) group."""
+    index = pd.DataFrame({"id": sel.ids, "row": np.arange(len(sel.ids)), "fold": folds})
+    for c in range(sel.labels.shape[1]):
+        index[f"label_{c}"] = sel.labels[:, c]
+    index["partition"] = sel.partition
+    if sel.groups is not None:
+        index["group"] = sel.groups
+    return index
+
+
+def _meta_extras(spec: dict[str, Any], options: Any, sel: _Selected) -> dict[str, Any]:
+    """The keys of ``meta.json`` only some datasets have: source options, images without a positive, groups."""
+    extras: dict[str, Any] = {}
+    given = {k: spec[k] for k in sorted(options) if k in spec}
+    if given:
+        extras["source_options"] = given
+    if sel.task == "multi_label":  # e.g. ChestX-ray14's No Finding: negatives for every class
+        extras["n_no_positive"] = int((sel.labels.sum(axis=1) == 0).sum())
+    if sel.groups is not None:
+        extras["group_column"] = spec.get("group_column", "group")
+        extras["n_groups"] = len(set(sel.groups))
+    return extras
 
 
 @dataclass

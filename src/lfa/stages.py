@@ -145,25 +145,28 @@ def _curve_files(config: dict[str, Any], layout: Layout, tmp: Path) -> tuple[lis
     return [c for c, _ in pairs], [g for _, g in pairs]
 
 
+def run_metrics(config: dict[str, Any]) -> dict[str, list[Path]]:
+    """Experiment → the ``metrics.parquet`` of each of its runs (a shared run in every experiment using it)."""
+    layout = Layout.from_config(config)
+    return {name: [layout.run_file(job, "metrics.parquet") for job in jobs]
+            for name, jobs in plan(config).experiments.items()}
+
+
 def evaluated_runs(config: dict[str, Any]) -> tuple[dict[str, list[Path]], list[Path]]:
     """The ``metrics.parquet`` of each experiment's runs that exist and were made from its prepared data as
-    it is now, and those left out because they were made from other data."""
+    it is now, and those left out because they were made from other data (each file read once)."""
     from lfa.datasets import verify_prepared
     from lfa.io import read_parquet_metadata
 
-    layout, hashes = Layout.from_config(config), {}
-    done: dict[str, list[Path]] = {}
-    stale: list[Path] = []
-    for name, jobs in plan(config).experiments.items():
-        done[name] = []
-        for job in jobs:
-            path = layout.run_file(job, "metrics.parquet")
-            if not path.exists():
-                continue
-            if job.dataset not in hashes:
-                folder = layout.prepared(job.dataset)
-                hashes[job.dataset] = verify_prepared(folder).data_hash if (folder / "meta.json").exists() else ""
-            made_from = read_parquet_metadata(path).get("lfa.data_hash")
-            today = hashes[job.dataset]
-            (stale if made_from and today and made_from != today else done[name]).append(path)
-    return done, stale
+    layout = Layout.from_config(config)
+    today: dict[str, str] = {}
+    fresh: dict[Path, bool] = {}
+    for path in {path for paths in run_metrics(config).values() for path in paths if path.exists()}:
+        dataset = path.relative_to(layout.runs).parts[0]  # job.path begins with its prepared dataset
+        if dataset not in today:
+            folder = layout.prepared(dataset)
+            today[dataset] = verify_prepared(folder).data_hash if (folder / "meta.json").exists() else ""
+        made_from = read_parquet_metadata(path).get("lfa.data_hash")
+        fresh[path] = not (made_from and today[dataset] and made_from != today[dataset])
+    done = {name: [path for path in paths if fresh.get(path)] for name, paths in run_metrics(config).items()}
+    return done, sorted(path for path, ok in fresh.items() if not ok)
