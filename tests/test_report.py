@@ -325,12 +325,38 @@ def test_dataset_sections_group_ratio_subsets_and_keep_single_datasets(rendered)
     sections = dataset_sections(layout, names)
     assert [s["name"] for s in sections] == ["cifar10", "idc_ratio"]
     single, family = sections
-    assert not single.get("family") and single["figure"].startswith("data:image/png")
+    assert not single.get("family") and single["figure"].startswith(b"\x89PNG")
     assert [row["count"] for row in single["counts"]] == [1000 // (c + 1) for c in range(10)]
-    assert family["family"] and family["figure"].startswith("data:image/png") and "counts" not in family
+    assert family["family"] and family["figure"].startswith(b"\x89PNG") and "counts" not in family
     assert [r["k"] for r in family["subsets"]] == RATIOS  # largest k first, as in Table 5
     assert [r["counts"] for r in family["subsets"]] == [[600, 3 * k] for k in RATIOS]
     assert all(r["expected"] == r["counts"] and len(r["data_hash"]) == 8 for r in family["subsets"])
     assert family["unit"] == 3 and family["class_names"] == ["not 8", "8"]
     (lone,) = dataset_sections(layout, ["idc_ratio_k50"])  # one ratio subset alone keeps its own chart
-    assert lone["name"] == "idc_ratio_k50" and lone["figure"].startswith("data:image/png")
+    assert lone["name"] == "idc_ratio_k50" and lone["figure"].startswith(b"\x89PNG")
+
+
+def test_the_context_is_built_without_writing_and_one_table_model_gives_page_csv_and_tex(rendered, tmp_path):
+    """Building the context reads only; the page, the CSV and the TeX all come from the same table model."""
+    from lfa.report import build_context
+    from lfa.report.tables import html_rows, table_frame, table_tex
+
+    tmp, html = rendered
+    config = {**CONFIG, "data_dir": str(tmp / "data"), "results_dir": str(tmp / "results")}
+    results = tmp / "results"
+    inputs = ReportInputs(metrics=results / "metrics.parquet", summary=results / "summary.parquet",
+                          per_class=results / "per_class.parquet", comparisons=results / "comparisons.parquet",
+                          runs=results / "runs.parquet", curves=sorted(results.glob("curves_*.parquet")),
+                          gradients=sorted(results.glob("gradients_*.parquet")), config=config,
+                          config_hash="synthetic", tables_dir=tmp_path / "tables")
+    context = build_context(inputs)
+    assert not (tmp_path / "tables").exists() and list(tmp_path.iterdir()) == []
+    table3 = next(e for e in context["experiments"] if e["name"] == "table3")
+    model = table3["table"]
+    frame = table_frame(model)
+    written = pd.read_csv(results / "tables" / "table3.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(frame, written, check_dtype=False)
+    assert table_tex(model) == (results / "tables" / "table3.tex").read_text()
+    page_cells = [cell["text"] for row in html_rows(model) if row["kind"] == "row" for cell in row["cells"]]
+    assert page_cells == [text for text in frame.drop(columns=["block", "loss", "incomplete"]).to_numpy().ravel()]
+    assert all(text in html for text in page_cells)

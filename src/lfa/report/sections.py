@@ -1,0 +1,288 @@
+"""The report's sections as data for the template: provenance, the datasets, Figure 2, and per experiment its
+table model, figures (PNG bytes), comparisons and per-class tables. Building them reads files only; the page,
+the tables and the figure files are written by :mod:`lfa.report.render`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lfa.figures_lfa import loss_palette, plot_figure2
+from lfa.io import read_csv, read_json, read_table
+from lfa.paper import METRIC_LABELS, METRICS, TABLES, format_cell
+from lfa.plan import Layout
+from lfa.report.figures import (
+    figure_auc_vs_frequency,
+    figure_class_distribution,
+    figure_forest,
+    figure_metric_vs_ratio,
+    figure_ratio_family,
+    figure_recall_heatmap,
+    figure_training_curves,
+    hardest_under,
+    png,
+)
+from lfa.report.inputs import ReportInputs, check_config_hash, label_of, loss_labels
+from lfa.report.provenance import provenance
+from lfa.report.tables import (
+    Cell,
+    build_table,
+    diverged_runs,
+    experiment_blocks,
+    html_rows,
+    incomplete_cells,
+    ratio_label,
+    table_files,
+)
+
+
+def _load_logs(layout: Layout, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every experiment's training logs, tagged with experiment, dataset, backbone, loss, seed and fold."""
+    frames, cache = [], {}
+    for r in runs.itertuples(index=False):
+        path = layout.run_file(r.run, "train_log.csv")
+        if r.run not in cache:
+            cache[r.run] = read_csv(path) if path.exists() and path.stat().st_size else None
+        if cache[r.run] is not None:
+            frames.append(cache[r.run].assign(experiment=r.experiment, dataset=r.dataset, backbone=r.backbone,
+                                              loss=r.loss, seed=int(r.seed), fold=int(r.fold)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["experiment", "dataset", "backbone", "loss", "seed", "fold", "epoch", "train_loss", "val_loss"])
+
+
+def _read_infos(layout: Layout, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    paths = [layout.run_file(run, "train_info.json") for run in runs["run"].drop_duplicates()]
+    return [read_json(p) for p in paths if p.exists()]
+
+
+def _dataset_meta(layout: Layout, name: str) -> dict[str, Any]:
+    """A prepared dataset's meta.json and counts, each count beside the seed's where there is a table."""
+    from lfa.datasets import dataset_summary
+
+    meta = dataset_summary(layout.prepared(name))
+    meta["scaled_demo"] = meta["source"] == "digits"  # follows a table's proportions, not its counts
+    if meta["seed_counts"]:
+        for row, seed in zip(meta["counts"], meta["seed_counts"], strict=True):
+            row["seed"] = seed
+            row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
+    meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
+    return meta
+
+
+def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]]:
+    """The Datasets section: each prepared dataset's provenance, counts beside the seed's, and its chart.
+
+    The ratio subsets of one binary_ratio dataset (``idc_k50`` … ``idc_k1``) form one entry with one compact
+    chart and a table of one row per subset (:func:`ratio_family`); a lone ratio subset stays as it is.
+    """
+    from lfa.plan import split_prepared_name
+
+    metas = [_dataset_meta(layout, name) for name in datasets if layout.prepared_file(name, "meta.json").exists()]
+    families: dict[str, list[dict[str, Any]]] = {}
+    for meta in metas:
+        if meta.get("ratio_k") is not None:
+            families.setdefault(split_prepared_name(meta["name"])[0], []).append(meta)
+    out, done = [], set()
+    for meta in metas:
+        base = split_prepared_name(meta["name"])[0] if meta.get("ratio_k") is not None else None
+        if base is not None and len(families[base]) > 1:
+            if base not in done:
+                out.append(ratio_family(base, families[base]))
+                done.add(base)
+            continue
+        meta["figure"] = figure_class_distribution(meta)
+        out.append(meta)
+    return out
+
+
+def ratio_family(base: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Datasets entry for the ratio subsets of the binary_ratio dataset ``base`` (largest k first): what
+    they share, one row of provenance per subset and one chart of their counts."""
+    subsets = sorted(subsets, key=lambda m: -int(m["ratio_k"]))
+    first = subsets[0]
+    rows = []
+    for meta in subsets:
+        counts = [int(row["count"]) for row in meta["counts"]]
+        expected = [int(c) for c in meta.get("expected_counts") or []]
+        seed = [int(c) for c in meta["seed_counts"]] if meta["seed_counts"] else None
+        rows.append({
+            "name": meta["name"], "k": int(meta["ratio_k"]), "ratio": ratio_label(int(meta["ratio_k"])),
+            "n_samples": int(meta["n_samples"]), "counts": counts, "expected": expected,
+            "short": bool(expected) and expected != counts, "seed": seed,
+            "differs": bool(seed) and not meta["scaled_demo"] and seed != counts,
+            "data_hash": str(meta.get("data_hash") or "")[:8],
+            "skipped": int((meta.get("skipped_corrupt") or {}).get("count", 0)),
+        })
+    return {
+        "family": True, "name": base, "source": first["source"], "title": first.get("title"),
+        "root": first.get("root"), "source_options": first.get("source_options"),
+        "group_column": first.get("group_column"), "n_groups": first.get("n_groups"),
+        "image_shape": first["image_shape"],
+        "class_names": first["class_names"], "n_splits": first["n_splits"], "split_seed": first["split_seed"],
+        "unit": first.get("unit"), "scaled_demo": first["scaled_demo"], "subsets": rows,
+        "has_seed": any(r["seed"] for r in rows), "n_differ": sum(r["differs"] for r in rows),
+        "n_short": sum(r["short"] for r in rows), "skipped": sum(r["skipped"] for r in rows),
+        "figure": figure_ratio_family(base, rows, first["class_names"]),
+    }
+
+
+def lfa_sections(inputs: ReportInputs) -> list[dict[str, Any]]:
+    """Figure 2 redrawn in each convention, from the curve tables."""
+    out = []
+    for conv_path, grad_path in zip(sorted(inputs.curves), sorted(inputs.gradients), strict=True):
+        curves, grads = read_table(conv_path), read_table(grad_path)
+        convention = "figure2" if "figure2" in Path(conv_path).name else "trained"
+        fig = plot_figure2(curves, grads, convention, palette=loss_palette(sorted(curves["loss"].unique())))
+        out.append({"convention": convention, "figure": png(fig)})
+    return sorted(out, key=lambda f: f["convention"] != "trained")
+
+
+@dataclass
+class _Results:
+    """The aggregated tables and what the experiment sections need besides them."""
+
+    metrics: pd.DataFrame
+    summary: pd.DataFrame
+    per_class: pd.DataFrame
+    comparisons: pd.DataFrame
+    runs: pd.DataFrame
+    incomplete: dict[Cell, tuple[int, int]]
+    logs: pd.DataFrame
+    labels: dict[str, str]
+    palette: dict[str, str]
+    layout: Layout
+    tables_dir: Path
+
+
+def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
+    """Per-class recall and AUC (one dataset) or metrics against the ratio (ratio subsets), training curves,
+    and the paired comparisons' forest plot."""
+    from lfa.plan import experiment_datasets
+
+    exp, labels, palette = config["experiments"][name], res.labels, res.palette
+    datasets_of = experiment_datasets(config, name)
+    pc = res.per_class[res.per_class.experiment == name]
+    figures = []
+    if len(datasets_of) == 1:
+        dataset = datasets_of[0]
+        counts = read_csv(res.layout.prepared_file(dataset, "counts.csv"))
+        long_tailed = counts["count"].max() > 5 * counts["count"].min()
+        for backbone in exp["backbones"]:
+            sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
+            fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}", labels)
+            if fig:
+                under = label_of(labels, hardest_under(losses))
+                figures.append({"title": f"Per-class recall, {backbone} (hardest classes under {under} first)",
+                                "src": fig})
+            fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
+                                                          f"Per-class AUC vs frequency · {dataset}", labels)
+            if fig:
+                figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
+    else:
+        for metric in ("auc", "recall", "f1"):
+            fig = figure_metric_vs_ratio(res.metrics, name, palette, metric, labels)
+            if fig:
+                figures.append({"title": f"{METRIC_LABELS[metric]} vs imbalance ratio", "src": fig})
+    exp_logs = res.logs[res.logs.experiment == name]
+    if len(datasets_of) > 1:
+        exp_logs = exp_logs[exp_logs.dataset == datasets_of[0]]
+    fig = figure_training_curves(exp_logs, palette,
+                                 f"Training curves · {exp_logs.dataset.iloc[0] if len(exp_logs) else ''}", labels)
+    if fig:
+        figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
+    cmp = res.comparisons[res.comparisons.experiment == name]
+    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {label_of(labels, 'fece')} − other loss (AUC)",
+                        labels)
+    if fig:
+        figures.append({"title": "Paired comparisons (forest plot)", "src": fig})
+    return figures
+
+
+def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
+    out = []
+    pc = res.per_class[res.per_class.experiment == name]
+    for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
+        wide = part[part.metric.isin(["auc", "recall", "f1", "threshold"])].copy()
+        wide["cell"] = [format_cell(m, s, 2) for m, s in zip(wide["mean"], wide["std"], strict=True)]
+        wide["col"] = wide["loss"].map(lambda n: label_of(res.labels, n)) + " " + wide["metric"].map(METRIC_LABELS)
+        t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
+        t.columns.name = None  # no header cell naming the pivoted column
+        out.append({"title": f"{dataset} · {backbone}",
+                    "html": t.reset_index().to_html(index=False, classes="per-class")})
+    return out
+
+
+def shared_note(res: _Results, name: str) -> str | None:
+    """Which other experiments' runs this experiment's table reads (identical jobs are trained once)."""
+    runs = res.runs[res.runs.experiment == name]
+    shared = runs[runs.trained_by != name]["trained_by"].value_counts()
+    if shared.empty:
+        return None
+    parts = [f"{n} of its {len(runs)} runs with {other}" for other, n in shared.items()]
+    return "Shares " + "; ".join(parts) + " (identical jobs, trained once)."
+
+
+def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict[str, Any]:
+    """An experiment's part of the page: its table model and rows, figures, comparisons, per-class tables."""
+    exp = config["experiments"][name]
+    layout_name = exp.get("layout")
+    decimals = TABLES[layout_name]["decimals"] if layout_name else 3
+    blocks = experiment_blocks(config, name, res.summary)
+    losses = sorted(exp["losses"], key=lambda n: label_of(res.labels, n))
+    table = build_table(name, blocks, losses, decimals, exp.get("paper_table"), diverged_runs(res.metrics),
+                        res.labels, res.incomplete)
+    cmp = res.comparisons[res.comparisons.experiment == name]
+    nan_counts = res.summary[(res.summary.experiment == name)].groupby("metric")["n_nan"].sum()
+    return {
+        "name": name, "title": exp.get("title", name), "layout": layout_name, "paper_table": exp.get("paper_table"),
+        "paper_title": TABLES[exp["paper_table"]]["title"] if exp.get("paper_table") else None,
+        "columns": [METRIC_LABELS[m] for m in METRICS],
+        "table": table,
+        "rows": html_rows(table),
+        "exported": table_files(name, res.tables_dir),
+        "figures": experiment_figures(res, config, name, losses),
+        "comparisons": [{**r, "loss": label_of(res.labels, r["loss"]),
+                         "metric": METRIC_LABELS.get(r["metric"], r["metric"])}
+                        for r in cmp[cmp.metric.isin(["auc", "recall", "f1"])].to_dict("records")],
+        "per_class_tables": per_class_tables(res, name),
+        "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
+        "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
+        "shared": shared_note(res, name),
+    }
+
+
+def build_context(inputs: ReportInputs) -> dict[str, Any]:
+    """Everything the template shows, read from the report's inputs (nothing is written)."""
+    from lfa.figures_lfa import CONVENTION_NOTE
+
+    check_config_hash(inputs)
+    config = inputs.config
+    layout = Layout.from_config(config)
+    runs = read_table(inputs.runs)
+    labels = loss_labels(inputs.curves)
+    summary = read_table(inputs.summary)
+    incomplete = incomplete_cells(summary, runs)
+    res = _Results(
+        metrics=read_table(inputs.metrics), summary=summary, incomplete=incomplete,
+        per_class=read_table(inputs.per_class), comparisons=read_table(inputs.comparisons), runs=runs,
+        logs=_load_logs(layout, runs), labels=labels,
+        palette=loss_palette(sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
+                                    key=lambda n: label_of(labels, n))),
+        layout=layout, tables_dir=Path(inputs.tables_dir or layout.tables))
+    cells = ["experiment", "dataset", "backbone", "loss"]
+    expected = set(map(tuple, runs[cells].drop_duplicates().to_numpy()))
+    done = set(map(tuple, res.summary[cells].drop_duplicates().to_numpy()))
+    return {
+        "title": "lfa-repro report",
+        "prov": provenance(inputs, _read_infos(layout, runs)),
+        "missing": [" · ".join(m) for m in sorted(expected - done)],
+        "incomplete": [f"{' · '.join(k)} ({n} of {m} runs)" for k, (n, m) in sorted(incomplete.items())],
+        "datasets": dataset_sections(layout, sorted(set(runs["dataset"]))),
+        "lfa_figures": lfa_sections(inputs),
+        "convention_note": CONVENTION_NOTE,
+        "experiments": [experiment_section(res, config, name) for name in config["experiments"]],
+        "metric_labels": METRIC_LABELS,
+    }
