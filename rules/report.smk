@@ -2,6 +2,8 @@
 # The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
 import os
 
+from lfa.datasets import HASHED_FILES
+
 
 rule report:
     input:
@@ -12,6 +14,9 @@ rule report:
         counts=sorted({str(LAYOUT.prepared_file(j.dataset, "counts.csv")) for j in PLAN.jobs}),
         train_info=expand(rules.train.output.train_info, run=RUNS),
         train_log=expand(rules.train.output.train_log, run=RUNS),
+        # read to refuse runs evaluated on other data than the prepared datasets hold now (lfa.stages)
+        run_metrics=expand(rules.evaluate.output.metrics, run=RUNS),
+        packed=sorted({str(LAYOUT.prepared_file(j.dataset, f)) for j in PLAN.jobs for f in HASHED_FILES}),
     output:
         html=report(str(LAYOUT.report), caption="../report/report.rst", category="Report"),
         figures=report(
