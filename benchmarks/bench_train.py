@@ -314,8 +314,8 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from lfa.augment import Batcher, slice_augment
-    from lfa.batches import DeviceData
+    from lfa.augment import slice_augment
+    from lfa.batches import Batcher, DeviceData
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:

@@ -228,7 +228,7 @@ def test_crop_draws_one_offset_per_image():
 
 
 def test_batcher_resizes_and_augments_at_the_smaller_resolution():
-    from lfa.augment import Batcher
+    from lfa.batches import Batcher
 
     images = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8)
     rotating = Batcher(32, ["rotate180"], channels_last=False)

@@ -14,8 +14,53 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from lfa.augment import Batcher, slice_augment
+from lfa.augment import apply_augment, draw_augment, slice_augment
+
+
+class Batcher:
+    """Turns uint8 (B, H, W, C) images on the device into a model-ready float (B, C, H, W) batch.
+
+    Augmentation runs at the smaller of the packed and the model's resolution (it commutes with resizing
+    up to interpolation, and costs less there): before an upsampling, after a downsampling.
+    """
+
+    def __init__(self, size: int, ops: list[str], channels_last: bool) -> None:
+        self.size = size
+        self.ops = list(ops)
+        self.channels_last = channels_last
+
+    def augment_side(self, native: int) -> int:
+        """The side length the augmentation runs at, for packed images of side ``native``."""
+        return min(self.size, native) if self.size else native
+
+    def draw(self, n: int, native: int, gen: torch.Generator,
+             device: torch.device | None = None) -> list[torch.Tensor] | None:
+        """Random parameters for ``n`` images, moved to ``device`` once (``None`` without augmentation)."""
+        if not self.ops:
+            return None
+        return [p.to(device) if device is not None else p
+                for p in draw_augment(self.ops, n, self.augment_side(native), gen)]
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size and (x.shape[-2], x.shape[-1]) != (self.size, self.size):
+            down = self.size < x.shape[-1]
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=down)
+        return x
+
+    def __call__(self, images: torch.Tensor, params: list[torch.Tensor] | None) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        upsample = bool(self.size) and self.size > x.shape[-1]
+        if not upsample:
+            x = self._resize(x)
+        if params is not None and self.ops:
+            x = apply_augment(x, self.ops, params)
+        if upsample:
+            x = self._resize(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def n_batches(n: int, bs: int, drop_single: bool) -> int:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 
 import torch
 
 from lfa.errors import ConfigError
-
-
-def mix(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across processes and platforms)."""
-    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 def pick_device(name: str) -> torch.device:

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.augment import Batcher
-from lfa.batches import DeviceData, StreamingData, model_batches, n_batches
+from lfa.batches import Batcher, DeviceData, StreamingData, model_batches, n_batches
 from lfa.datasets import Prepared
 from lfa.device import autocast
 from lfa.io import write_parquet

@@ -4,7 +4,7 @@
   :mod:`lfa.predict`; the resume state: :class:`lfa.checkpoints.TrainingState`; the device: :mod:`lfa.device`.
 - Every random draw of an epoch is fixed at its start from (seed, fold, epoch): the permutation, the
   augmentation parameters of every image and the seed of the generators the model draws from
-  (:meth:`Run.epoch_draws`); a mid-epoch checkpoint also keeps those generators' states. A run resumed from
+  (:meth:`Trainer.epoch_draws`); a mid-epoch checkpoint also keeps those generators' states. A run resumed from
   any checkpoint continues exactly as an uninterrupted one would, whatever the chunking or data path.
 - A resume checkpoint is written atomically after every epoch into a *state* folder that is not a declared
   output of the Snakemake rule (Snakemake deletes the outputs of a failed job, not the state).
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -31,11 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.augment import Batcher
-from lfa.batches import DeviceData, StreamingData, choose_data, chunk_steps, model_batches, n_batches
+from lfa.batches import Batcher, DeviceData, StreamingData, choose_data, chunk_steps, model_batches, n_batches
 from lfa.checkpoints import Progress, TrainingState, fingerprint
 from lfa.datasets import Prepared, load_prepared, verify_prepared
-from lfa.device import autocast, configure, device_name, mix, pick_device, rng_state, set_rng_state, sync
+from lfa.device import autocast, configure, device_name, pick_device, rng_state, set_rng_state, sync
 from lfa.errors import DivergenceError
 from lfa.io import atomic_path, atomic_torch_save
 from lfa.losses import Loss, build_loss
@@ -53,9 +53,18 @@ class Interrupted(Exception):
     """A stop signal arrived; the state was saved."""
 
 
+
+def seed_from(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes and platforms): every draw of a job is seeded from
+    (seed, fold, epoch, …) alone."""
+    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
 @dataclass
-class Run:
-    """Everything a job trains with, built once by :func:`setup`."""
+class Trainer:
+    """Everything a job trains with (data on the device, model, loss, optimizer, resume state), built once by
+    :func:`setup`."""
 
     job: Job
     settings: TrainSettings  # every train setting, typed
@@ -82,11 +91,12 @@ class Run:
     def epoch_draws(self, epoch: int) -> tuple[np.ndarray, list[torch.Tensor] | None]:
         """The epoch's order and augmentation, and the model's random stream, from (seed, fold, epoch) alone."""
         seed, fold = self.job.seed, self.job.fold
-        perm = torch.randperm(len(self.split["train"]), generator=torch.Generator().manual_seed(mix(seed, fold, epoch)))
+        shuffle = torch.Generator().manual_seed(seed_from(seed, fold, epoch))
+        perm = torch.randperm(len(self.split["train"]), generator=shuffle)
         order = self.split["train"][perm.numpy()]
         params = self.batcher.draw(len(order), self.data.native,
-                                   torch.Generator().manual_seed(mix(seed, fold, epoch, 1)), self.device)
-        torch.manual_seed(mix(seed, fold, epoch, 2))  # randomness inside the model (dropout)
+                                   torch.Generator().manual_seed(seed_from(seed, fold, epoch, 1)), self.device)
+        torch.manual_seed(seed_from(seed, fold, epoch, 2))  # randomness inside the model (dropout)
         return order, params
 
     def predict(self, name: str, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,22 +109,22 @@ def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: st
     """Train one job; writes ``model.pt``, ``train_log.csv``, ``train_info.json`` and ``predictions.parquet``
     into ``out_dir`` and its resume state into ``state_dir``. ``extra_info`` (e.g. the GPU slot) is added to
     ``train_info.json``, which is returned."""
-    run = setup(job, prepared_dir, state_dir)
-    progress, note = run.state.resume(run.device)
+    trainer = setup(job, prepared_dir, state_dir)
+    progress, note = trainer.state.resume(trainer.device)
     if note:
         _log(note)
     t_start, diverged = time.time(), None
     try:
-        train_epochs(run, progress, show_progress)
+        train_epochs(trainer, progress, show_progress)
     except DivergenceError as err:
-        if run.settings.on_divergence != "record":
+        if trainer.settings.on_divergence != "record":
             raise
         diverged = str(err)
         _log(f"diverged, recorded as such (train.on_divergence: record): {err}")
-    return finish(run, progress, Path(out_dir), time.time() - t_start, diverged, extra_info or {})
+    return finish(trainer, progress, Path(out_dir), time.time() - t_start, diverged, extra_info or {})
 
 
-def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
+def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Trainer:
     """The device, the data on it, the model, the loss, the optimizer and the resume state of ``job``."""
     load_plugins(job.plugins)  # the user's loss or backbone, before the registries are read
     settings = job.train_settings()
@@ -139,7 +149,7 @@ def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
     state = TrainingState(state_dir, fingerprint(job, prepared.meta, plugin_code(job)), model, opt, sched,
                           {"job_key": job.key, "data_hash": prepared.meta.get("data_hash", "")})
-    return Run(job, settings, device, prepared, prepared.split(job.fold), data, batcher, size, model,
+    return Trainer(job, settings, device, prepared, prepared.split(job.fold), data, batcher, size, model,
                compiled(model, settings.compile), build_loss(job.loss, **job.loss_params), opt, sched, state,
                chunk_steps(settings.augment_chunk_mb, settings.batch_size, channels, size), init_info)
 
@@ -147,7 +157,7 @@ def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Run:
 def build(job: Job, settings: TrainSettings, prepared: Prepared,
           device: torch.device) -> tuple[torch.nn.Module, dict[str, Any] | None]:
     """The job's backbone, seeded from (seed, fold), on ``device``, initialised from ``train.init`` if given."""
-    torch.manual_seed(mix(job.seed, job.fold, -1))
+    torch.manual_seed(seed_from(job.seed, job.fold, -1))
     model = build_model(job.backbone, prepared.labels.shape[1], prepared.images.shape[-1],
                         settings.pretrained).to(device)
     if settings.channels_last:
@@ -162,37 +172,37 @@ def build(job: Job, settings: TrainSettings, prepared: Prepared,
     return model, info
 
 
-def train_epochs(run: Run, progress: Progress, show_progress: bool) -> None:
+def train_epochs(trainer: Trainer, progress: Progress, show_progress: bool) -> None:
     """The epochs from ``progress`` on: each trains, validates and saves the state (``progress`` is updated in
     place)."""
     from tqdm import tqdm
 
-    epochs, n_steps = int(run.settings.epochs), run.n_steps
+    epochs, n_steps = int(trainer.settings.epochs), trainer.n_steps
     bar = tqdm(total=epochs * n_steps, initial=progress.epoch * n_steps + progress.step, disable=not show_progress,
-               file=sys.stderr, mininterval=2.0, unit="step", desc=run.job.loss)
-    with StepHook(run, progress) as hook, bar:
+               file=sys.stderr, mininterval=2.0, unit="step", desc=trainer.job.loss)
+    with StepHook(trainer, progress) as hook, bar:
         for epoch in range(progress.epoch, epochs):
-            t0 = run_epoch(run, progress, epoch, hook, bar)
-            end_epoch(run, progress, epoch, hook, t0)
+            t0 = run_epoch(trainer, progress, epoch, hook, bar)
+            end_epoch(trainer, progress, epoch, hook, t0)
             bar.set_postfix(epoch=epoch + 1, val_loss=f"{progress.history[-1]['val_loss']:.4f}", refresh=False)
 
 
-def run_epoch(run: Run, progress: Progress, epoch: int, hook: StepHook, bar: Any) -> float:
+def run_epoch(trainer: Trainer, progress: Progress, epoch: int, hook: StepHook, bar: Any) -> float:
     """The training steps of one epoch (from ``progress.step`` on); returns when it started."""
-    run.model.train()
-    sync(run.device)
+    trainer.model.train()
+    sync(trainer.device)
     t0 = time.time()
-    order, params = run.epoch_draws(epoch)
+    order, params = trainer.epoch_draws(epoch)
     if progress.rng is not None:  # stopped mid-epoch: continue the model's random stream exactly
-        set_rng_state(progress.rng, run.device)
+        set_rng_state(progress.rng, trainer.device)
         progress.rng = None
     hook.start_epoch(epoch, progress.step)
-    batches = model_batches(run.data, run.batcher, order, int(run.settings.batch_size), progress.step, run.n_steps,
-                            run.chunk, params)
+    batches = model_batches(trainer.data, trainer.batcher, order, int(trainer.settings.batch_size), progress.step,
+                            trainer.n_steps, trainer.chunk, params)
     try:
         for step, (x, y) in enumerate(batches, progress.step):
             hook.before_step(step)
-            loss = train_step(run, x, y)
+            loss = train_step(trainer, x, y)
             hook.after_step(step, loss, len(y))
             bar.update(1)
     finally:
@@ -200,37 +210,37 @@ def run_epoch(run: Run, progress: Progress, epoch: int, hook: StepHook, bar: Any
     return t0
 
 
-def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def train_step(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One optimisation step; returns the loss as a 0-d tensor on the device (no sync)."""
-    with autocast(run.device, run.settings.amp):
-        logits = run.step_fn(x)
-    loss = run.loss_fn(logits.float(), y)
+    with autocast(trainer.device, trainer.settings.amp):
+        logits = trainer.step_fn(x)
+    loss = trainer.loss_fn(logits.float(), y)
     loss.backward()
-    run.opt.step()
-    run.opt.zero_grad(set_to_none=True)
+    trainer.opt.step()
+    trainer.opt.zero_grad(set_to_none=True)
     return loss.detach()
 
 
-def end_epoch(run: Run, progress: Progress, epoch: int, hook: StepHook, t0: float) -> None:
+def end_epoch(trainer: Trainer, progress: Progress, epoch: int, hook: StepHook, t0: float) -> None:
     """Validation, the history row, the best weights and the resume state after epoch ``epoch``."""
-    train_loss = (progress.partial_loss + hook.epoch_sum()) / max(run.n_steps, 1)  # the sum syncs the device
+    train_loss = (progress.partial_loss + hook.epoch_sum()) / max(trainer.n_steps, 1)  # the sum syncs the device
     train_seconds = time.time() - t0
-    run.seen += hook.images
+    trainer.seen += hook.images
     progress.step, progress.partial_loss = 0, 0.0
-    run.sched.step()
-    logits, labels = run.predict("val")
-    val_loss = float(run.loss_fn(logits, labels))
+    trainer.sched.step()
+    logits, labels = trainer.predict("val")
+    val_loss = float(trainer.loss_fn(logits, labels))
     if not math.isfinite(val_loss):
-        raise DivergenceError(f"validation loss became {val_loss} at epoch {epoch + 1} ({run.job.label})")
+        raise DivergenceError(f"validation loss became {val_loss} at epoch {epoch + 1} ({trainer.job.label})")
     progress.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                      "lr": run.opt.param_groups[0]["lr"], "seconds": time.time() - t0,
+                      "lr": trainer.opt.param_groups[0]["lr"], "seconds": time.time() - t0,
                       "train_seconds": train_seconds, "train_images": hook.images})
     if val_loss < progress.best_val:
         progress.best_val = val_loss
-        run.state.save_best()
+        trainer.state.save_best()
     progress.epoch = epoch + 1
-    run.state.save(progress)
-    _log(f"epoch {epoch + 1}/{run.settings.epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
+    trainer.state.save(progress)
+    _log(f"epoch {epoch + 1}/{trainer.settings.epochs} train_loss={train_loss:.5f} val_loss={val_loss:.5f} "
          f"({progress.history[-1]['seconds']:.1f}s, {hook.images / max(train_seconds, 1e-9):.0f} images/s)")
 
 
@@ -243,8 +253,8 @@ class StepHook:
     state and raises :class:`Interrupted`.
     """
 
-    def __init__(self, run: Run, progress: Progress) -> None:
-        self.run, self.progress = run, progress
+    def __init__(self, trainer: Trainer, progress: Progress) -> None:
+        self.trainer, self.progress = trainer, progress
         self.fault = _fault_point()
         self.stop = _StopFlag()
 
@@ -267,12 +277,12 @@ class StepHook:
     def after_step(self, step: int, loss: torch.Tensor, images: int) -> None:
         self.losses.append(loss)
         self.images += images
-        if (step + 1) % CHECK_EVERY == 0 or step + 1 == self.run.n_steps:
+        if (step + 1) % CHECK_EVERY == 0 or step + 1 == self.trainer.n_steps:
             self._check()
         if self.stop.signum is not None:
             done = self.progress
-            self.run.state.save(Progress(self.epoch, step + 1, done.partial_loss + self.epoch_sum(), done.history,
-                                         done.best_val, rng_state(self.run.device)))
+            self.trainer.state.save(Progress(self.epoch, step + 1, done.partial_loss + self.epoch_sum(), done.history,
+                                         done.best_val, rng_state(self.trainer.device)))
             raise Interrupted(f"signal {self.stop.signum}: state saved at epoch {self.epoch + 1} step {step + 1}")
 
     def epoch_sum(self) -> float:
@@ -285,43 +295,45 @@ class StepHook:
             i = int(bad.nonzero()[0, 0])
             raise DivergenceError(
                 f"loss became {float(recent[i])} at epoch {self.epoch + 1} step {self.start + self.checked + i + 1} "
-                f"({self.run.job.label}); the last good checkpoint is kept at {self.run.state.last}")
+                f"({self.trainer.job.label}); the last good checkpoint is kept at {self.trainer.state.last}")
         self.checked = len(self.losses)
 
 
-def finish(run: Run, progress: Progress, out_dir: Path, wall: float, diverged: str | None,
+def finish(trainer: Trainer, progress: Progress, out_dir: Path, wall: float, diverged: str | None,
            extra_info: dict[str, Any]) -> dict[str, Any]:
     """The best model's predictions, the training log, ``train_info.json`` and ``model.pt``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    run.state.load_best(run.device)
-    made_from = {"lfa.job_key": run.job.key, "lfa.data_hash": run.prepared.meta.get("data_hash", ""),
-                 "lfa.init_sha256": (run.init_info or {}).get("sha256", "")}
-    write_predictions(out_dir / "predictions.parquet", run.prepared, run.split, final_scores(run, diverged), made_from)
+    trainer.state.load_best(trainer.device)
+    made_from = {"lfa.job_key": trainer.job.key, "lfa.data_hash": trainer.prepared.meta.get("data_hash", ""),
+                 "lfa.init_sha256": (trainer.init_info or {}).get("sha256", "")}
+    write_predictions(out_dir / "predictions.parquet", trainer.prepared, trainer.split,
+                      final_scores(trainer, diverged), made_from)
     log = pd.DataFrame(progress.history)
-    log["device"] = device_name(run.device)
+    log["device"] = device_name(trainer.device)
     with atomic_path(out_dir / "train_log.csv") as tmp:
         log.to_csv(tmp, index=False)
-    info = train_info(run, progress, wall, diverged, extra_info)
-    atomic_torch_save({"fingerprint": run.state.fingerprint, "model": run.model.state_dict(),
-                       "backbone": run.job.backbone, "num_classes": run.prepared.labels.shape[1],
-                       "in_channels": int(run.prepared.images.shape[-1]), "info": json.dumps(info, default=str)},
+    info = train_info(trainer, progress, wall, diverged, extra_info)
+    atomic_torch_save({"fingerprint": trainer.state.fingerprint, "model": trainer.model.state_dict(),
+                       "backbone": trainer.job.backbone, "num_classes": trainer.prepared.labels.shape[1],
+                       "in_channels": int(trainer.prepared.images.shape[-1]), "info": json.dumps(info, default=str)},
                       out_dir / "model.pt")
     with atomic_path(out_dir / "train_info.json") as tmp:
         Path(tmp).write_text(json.dumps(info, indent=2, default=str))
     return info
 
 
-def final_scores(run: Run, diverged: str | None) -> dict[str, torch.Tensor]:
+def final_scores(trainer: Trainer, diverged: str | None) -> dict[str, torch.Tensor]:
     """Sigmoid scores of the validation and test splits (NaN for a diverged run, which has no predictions)."""
     if diverged is not None:
-        n_classes = run.prepared.labels.shape[1]
-        return {name: torch.full((len(run.split[name]), n_classes), math.nan) for name in ("val", "test")}
+        n_classes = trainer.prepared.labels.shape[1]
+        return {name: torch.full((len(trainer.split[name]), n_classes), math.nan) for name in ("val", "test")}
     scores = {}
     for k, name in enumerate(("val", "test")):
         # the seed's random rotation of evaluation images, if asked for (train.augment_eval), seeded too
-        gen = (torch.Generator().manual_seed(mix(run.job.seed, run.job.fold, -2, k)) if run.settings.augment_eval
+        gen = (torch.Generator().manual_seed(seed_from(trainer.job.seed, trainer.job.fold, -2, k))
+               if trainer.settings.augment_eval
                else None)
-        scores[name] = torch.sigmoid(run.predict(name, gen)[0])
+        scores[name] = torch.sigmoid(trainer.predict(name, gen)[0])
     return scores
 
 
@@ -330,26 +342,27 @@ def plugin_code(job: Job) -> dict[str, str]:
     return plugin_digests(losses=[job.loss], backbones=[job.backbone])
 
 
-def train_info(run: Run, progress: Progress, wall: float, diverged: str | None,
+def train_info(trainer: Trainer, progress: Progress, wall: float, diverged: str | None,
                extra_info: dict[str, Any]) -> dict[str, Any]:
     """What ``train_info.json`` records: the job, the hyper-parameters in effect, the device, the times."""
-    group = run.opt.param_groups[0]
-    info = {"job": run.job.to_dict(), "key": run.job.key, "fingerprint": run.state.fingerprint,
-            "data_hash": run.prepared.meta.get("data_hash", ""),
-            "device": device_name(run.device) if progress.history else str(run.device), "device_type": run.device.type,
-            "wall_seconds": wall, "samples_seen": run.seen, "best_val_loss": progress.best_val,
-            "epochs": run.settings.epochs,
-            "class_names": run.prepared.class_names, "data_path": run.data.mode, "input_size": run.size,
-            "optimizer": {"type": type(run.opt).__name__.lower(), "lr": group["initial_lr"],
+    group = trainer.opt.param_groups[0]
+    info = {"job": trainer.job.to_dict(), "key": trainer.job.key, "fingerprint": trainer.state.fingerprint,
+            "data_hash": trainer.prepared.meta.get("data_hash", ""),
+            "device": device_name(trainer.device) if progress.history else str(trainer.device),
+            "device_type": trainer.device.type,
+            "wall_seconds": wall, "samples_seen": trainer.seen, "best_val_loss": progress.best_val,
+            "epochs": trainer.settings.epochs,
+            "class_names": trainer.prepared.class_names, "data_path": trainer.data.mode, "input_size": trainer.size,
+            "optimizer": {"type": type(trainer.opt).__name__.lower(), "lr": group["initial_lr"],
                           "weight_decay": group["weight_decay"],
                           **({"betas": list(group["betas"])} if "betas" in group else {"momentum": group["momentum"]})},
-            "scheduler": {"step_size": run.sched.step_size, "gamma": run.sched.gamma},
-            "loss": {"name": run.job.loss, **run.loss_fn.hparams}, **throughput(progress.history)}
-    if run.device.type == "cuda":
-        info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 1e9
-    if run.init_info is not None:
-        info["init"] = run.init_info
-    code = plugin_code(run.job)  # reads the plugins' files: once
+            "scheduler": {"step_size": trainer.sched.step_size, "gamma": trainer.sched.gamma},
+            "loss": {"name": trainer.job.loss, **trainer.loss_fn.hparams}, **throughput(progress.history)}
+    if trainer.device.type == "cuda":
+        info["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated(trainer.device) / 1e9
+    if trainer.init_info is not None:
+        info["init"] = trainer.init_info
+    code = plugin_code(trainer.job)  # reads the plugins' files: once
     if code:
         info["plugins"] = code
     if diverged is not None:
