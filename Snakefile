@@ -21,8 +21,8 @@ validate(config, "schemas/config.schema.yaml")
 
 import sys
 
-import lfa.config as lfa_config
-import lfa.migrate as lfa_migrate
+import lfa.pipeline.config as lfa_config
+import lfa.pipeline.migrate as lfa_migrate
 from lfa.errors import LfaError
 
 try:

@@ -29,10 +29,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 try:
-    from lfa.metrics import per_class_metrics
+    from lfa.evaluation.metrics import per_class_metrics
 except ImportError:  # running from a checkout without PYTHONPATH=src
     sys.path.insert(0, str(REPO / "src"))
-    from lfa.metrics import per_class_metrics
+    from lfa.evaluation.metrics import per_class_metrics
 from metrics_reference import ATOL, compare_frames, make_data, sklearn_reference_metrics  # noqa: E402
 
 

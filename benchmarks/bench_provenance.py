@@ -1,4 +1,4 @@
-"""Benchmark: what checking a prepared dataset on use costs (lfa.datasets.verify_prepared).
+"""Benchmark: what checking a prepared dataset on use costs (lfa.data.datasets.verify_prepared).
 
 Run from the repository root (writes a packed file of ``--gb`` GB under ``--dir``, removed at the end)::
 
@@ -29,10 +29,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    from lfa.datasets import content_hash, file_stamps, verify_prepared
+    from lfa.data.datasets import content_hash, file_stamps, verify_prepared
 except ImportError:  # a checkout without the package installed
     sys.path.insert(0, str(REPO / "src"))
-    from lfa.datasets import content_hash, file_stamps, verify_prepared
+    from lfa.data.datasets import content_hash, file_stamps, verify_prepared
 
 SIDE, CHANNELS = 256, 3  # ImageNet-sized rows (the paper's Table 2 packs 128 px; a 256 px set is 4x larger)
 

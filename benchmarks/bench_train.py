@@ -1,4 +1,4 @@
-"""Training throughput: this package's loop (``lfa.train.train``) against a loop written the seed's way.
+"""Training throughput: this package's loop (``lfa.training.train.train``) against a loop written the seed's way.
 
 Run from the repository root::
 
@@ -14,7 +14,7 @@ Both loops train the same model on the same images with the same loss, batch siz
   applies ``Resize`` and ``RandomRotation(180)`` per image, then ``ToTensor``; outputs cast to float64 and the
   loss computed in float64; ``loss.item()`` and the sigmoid outputs copied to NumPy at every step; and
   ``gc.collect()`` after every step.
-- **ours**: :func:`lfa.train.train` itself (the packed uint8 images on the device, batched resize and
+- **ours**: :func:`lfa.training.train.train` itself (the packed uint8 images on the device, batched resize and
   rotation there, bf16 autocast and channels_last on a GPU, no per-step host synchronisation), timed by the
   ``train_seconds`` it records per epoch (validation and checkpoints excluded, as for the seed-style loop).
 
@@ -45,14 +45,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.batches import chunk_steps
+from lfa.data.batches import chunk_steps
 from lfa.losses import build_loss
 from lfa.models import build_model
 
 
 # ------------------------------------------------------------------------------------------------ data
 def write_prepared(out: Path, images: np.ndarray, labels: np.ndarray, n_splits: int = 5, seed: int = 0) -> Path:
-    """A prepared-dataset folder (the layout ``lfa.datasets.load_prepared`` reads) from arrays."""
+    """A prepared-dataset folder (the layout ``lfa.data.datasets.load_prepared`` reads) from arrays."""
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "images.npy", images)
     rng = np.random.default_rng(seed)
@@ -87,9 +87,9 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ loops
 def run_ours(prepared: Path, backbone: str, settings: dict[str, Any], work: Path, loss: str = "bce") -> dict[str, Any]:
-    """``lfa.train.train`` on ``prepared``; images/s over the training steps of the epochs after the first."""
-    from lfa.plan import Job
-    from lfa.train import train
+    """``lfa.training.train.train`` on ``prepared``; images/s over the training steps of the epochs after the first."""
+    from lfa.pipeline.plan import Job
+    from lfa.training.train import train
 
     job = Job.build(prepared.name, backbone, loss, 0, 0, protocol(**settings))
     tag = f"{backbone}_{time.time_ns()}"
@@ -162,10 +162,10 @@ def bare_step(backbone: str, size: int, batch_size: int, n_classes: int, channel
     """A model, one fixed random batch on ``device`` and a function doing one training step on it.
 
     The step is ours without the data path: bf16 autocast where supported, channels_last, BCE, the fused
-    optimizer :func:`lfa.train.make_optimizer` builds.
+    optimizer :func:`lfa.training.train.make_optimizer` builds.
     """
-    from lfa.plan import TrainSettings
-    from lfa.train import make_optimizer
+    from lfa.pipeline.plan import TrainSettings
+    from lfa.training.train import make_optimizer
 
     torch.manual_seed(0)
     model = build_model(backbone, n_classes, channels).to(device).to(memory_format=torch.channels_last)
@@ -192,7 +192,7 @@ def upper_bound(backbone: str, size: int, batch_size: int, n_classes: int, devic
 
     Timed over ``steps`` steps, repeated until at least ``min_seconds`` have passed (a few hundred
     milliseconds of a small model's steps are too few for a stable number on a GPU). The backend flags are
-    those :func:`lfa.train.train` sets (cudnn.benchmark, TF32), so both sides run under the same ones.
+    those :func:`lfa.training.train.train` sets (cudnn.benchmark, TF32), so both sides run under the same ones.
     """
     torch.backends.cudnn.benchmark = True
     if device.type == "cuda":
@@ -236,7 +236,7 @@ def _sync(device: torch.device) -> None:
 
 def protocol(**overrides: Any) -> dict[str, Any]:
     """The paper config's training settings (configs/paper.yaml), with ``overrides``."""
-    from lfa.config import train_defaults
+    from lfa.pipeline.config import train_defaults
 
     return {**train_defaults(), "epochs": 3, "augment": ["rotate180"], **overrides}
 
@@ -309,13 +309,13 @@ def ops_per_step(backbone: str, side: int, channels: int, batch_size: int, augme
 
     ``model``: a bare step (forward, loss, backward, optimizer); ``data, one step at a time`` and ``data,
     chunked``: our data path (gather, uint8 to float, augmentation, layout) per step, as
-    :func:`lfa.train.train` runs it. A job whose step is bound by launches slows down by about the ratio
+    :func:`lfa.training.train.train` runs it. A job whose step is bound by launches slows down by about the ratio
     (model + data) / model.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from lfa.augment import slice_augment
-    from lfa.batches import Batcher, DeviceData
+    from lfa.data.augment import slice_augment
+    from lfa.data.batches import Batcher, DeviceData
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
@@ -352,7 +352,7 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     """What the real path costs on top of the bare step, where a step is small (the launch-bound regime).
 
     On one thread, ``repeats`` times in turn: the bare step (a fixed batch already in memory, same model,
-    loss and fused optimizer) and ``lfa.train.train`` with its batches prepared in chunks (the default) and
+    loss and fused optimizer) and ``lfa.training.train.train`` with its batches prepared in chunks (the default) and
     one step at a time (``augment_chunk_mb: 0``). The medians' ratios to the bare step are printed; on a
     CPU a small model's step is bound by per-operation overhead as a small GPU job is by kernel launches.
     """
@@ -469,7 +469,7 @@ def cmd_gpu(args: argparse.Namespace) -> int:
             if not quick and backbone == "cifar_resnet" and time.time() - t_begin < args.budget_s:
                 results["concurrent"] = concurrent_jobs(prepared, backbone, s, work, (1, 2, 4))
                 save()
-    for backbone, size in GPU_TABLE:  # after the cases: the table is already in RESULTS.md and lfa.estimate
+    for backbone, size in GPU_TABLE:  # after the cases: the table is already in RESULTS.md and lfa.pipeline.estimate
         if quick and backbone not in ("small_cnn", "cifar_resnet20"):
             continue
         if not quick and time.time() - t_begin > args.budget_s:
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=300,
                    help="skip the concurrency runs and the per-backbone table after this many seconds")
     p.set_defaults(func=cmd_gpu)
-    p = sub.add_parser("ours", help="one run of lfa.train.train, printed as JSON (used by 'gpu')")
+    p = sub.add_parser("ours", help="one run of lfa.training.train.train, printed as JSON (used by 'gpu')")
     p.add_argument("--prepared", required=True)
     p.add_argument("--backbone", required=True)
     p.add_argument("--settings", required=True, help="train settings as JSON")

@@ -10,11 +10,11 @@
 #   gpu_check.md    the same as Markdown tables, for benchmarks/RESULTS.md
 #   gpu_check.log   the whole output, with nvidia-smi before and after
 # Measured, in this order: for the CIFAR ResNet at 32 and ResNet-50 at 224, a training step on synthetic data
-# already on the GPU (the upper bound, timed for >= 3 s) and the real path through lfa.train.train (packed
+# already on the GPU (the upper bound, timed for >= 3 s) and the real path through lfa.training.train.train (packed
 # uint8 data on the device), twice each, interleaved, the best of each compared (goal >= 0.9); for the CIFAR
 # ResNet also one step at a time (augment_chunk_mb: 0) and with compile: reduce-overhead (CUDA graphs); the
 # streamed path, the seed-style loop, and peak GPU memory; N CIFAR jobs sharing the GPU; then, within the
-# time budget, the upper bound of every backbone at the paper's input sizes (the table of lfa.estimate).
+# time budget, the upper bound of every backbone at the paper's input sizes (the table of lfa.pipeline.estimate).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/out}"
@@ -44,7 +44,7 @@ PY
   for i in 1 2; do
     env -u CUDA_VISIBLE_DEVICES "$PY" -c "
 import sys, time, torch
-from lfa.gpu import detect_devices, gpu_slot
+from lfa.training.gpu import detect_devices, gpu_slot
 with gpu_slot(sys.argv[1], devices=0, jobs_per_device=2, job='check$i') as slot:
     print('detected', detect_devices(), 'slot', slot.index, 'visible', torch.cuda.device_count(),
           torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', flush=True)

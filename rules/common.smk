@@ -1,7 +1,7 @@
 # The plan (every job, once) and the layout (every path) of the validated config: what all rules read.
-from lfa.config import config_hash
-from lfa.figures_lfa import CONVENTIONS
-from lfa.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
+from lfa.pipeline.config import config_hash
+from lfa.assessment.figures import CONVENTIONS
+from lfa.pipeline.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
 from lfa.plugins import plugin_files
 
 LAYOUT = Layout.from_config(config)
@@ -17,7 +17,7 @@ wildcard_constraints:
 
 
 def job(wildcards):
-    """The lfa.plan.Job of a rule's {run} wildcard (its path under <results_dir>/runs/)."""
+    """The lfa.pipeline.plan.Job of a rule's {run} wildcard (its path under <results_dir>/runs/)."""
     return PLAN.job(wildcards.run)
 
 
@@ -37,7 +37,7 @@ def prepared_inputs(wildcards):
 
 
 # SLURM time limit and memory of a training job (profiles/slurm, docs/slurm.md), from the config: its images,
-# epochs and backbone through lfa.estimate (throughput measured on an H100; the packed data's meta.json once
+# epochs and backbone through lfa.pipeline.estimate (throughput measured on an H100; the packed data's meta.json once
 # prepared, the published counts before). Snakemake evaluates them again when the job is ready to run.
 TRAIN_TIME_MARGIN = 4  # a cluster GPU slower than an H100 (A100 ~1.5-2x, V100 ~3-4x), a busy file system
 TRAIN_CPU_SLOWDOWN = 50  # train.device: cpu
@@ -48,7 +48,7 @@ def _train_seconds(run):
     import math
     import os
 
-    from lfa.estimate import job_seconds
+    from lfa.pipeline.estimate import job_seconds
 
     ready = frozenset(d for d in PREPARED if os.path.exists(LAYOUT.prepared_file(d, "meta.json")))
     if ready not in _TRAIN_SECONDS:
@@ -65,7 +65,7 @@ def train_runtime(wildcards, attempt):
     """Minutes: 15 + the estimated time × TRAIN_TIME_MARGIN, doubled on each retry (which resumes anyway)."""
     import math
 
-    from lfa.estimate import JOB_START_S
+    from lfa.pipeline.estimate import JOB_START_S
 
     seconds = _train_seconds(wildcards.run)
     if seconds is None:  # a backbone without a measured throughput: one day

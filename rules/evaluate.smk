@@ -1,5 +1,5 @@
 # predictions.parquet → per-class metrics of each run → each experiment's aggregated Parquet files (no torch,
-# no GPU). An experiment's rows come from the runs of its jobs (lfa.plan.Plan.experiments), shared or not.
+# no GPU). An experiment's rows come from the runs of its jobs (lfa.pipeline.plan.Plan.experiments), shared or not.
 
 
 rule evaluate:

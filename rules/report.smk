@@ -2,7 +2,7 @@
 # The outputs are also marked for Snakemake's own report: snakemake --report reports/snakemake-report.zip
 import os
 
-from lfa.datasets import HASHED_FILES
+from lfa.data.datasets import HASHED_FILES
 
 
 rule report:
@@ -14,7 +14,7 @@ rule report:
         counts=sorted({str(LAYOUT.prepared_file(j.dataset, "counts.csv")) for j in PLAN.jobs}),
         train_info=expand(rules.train.output.train_info, run=RUNS),
         train_log=expand(rules.train.output.train_log, run=RUNS),
-        # read to refuse runs evaluated on other data than the prepared datasets hold now (lfa.stages)
+        # read to refuse runs evaluated on other data than the prepared datasets hold now (lfa.pipeline.stages)
         run_metrics=expand(rules.evaluate.output.metrics, run=RUNS),
         packed=sorted({str(LAYOUT.prepared_file(j.dataset, f)) for j in PLAN.jobs for f in HASHED_FILES}),
     output:

@@ -1,10 +1,10 @@
-# One job per lfa.plan.Job: each (prepared dataset, backbone, loss, settings, seed, fold) trains once, in
+# One job per lfa.pipeline.plan.Job: each (prepared dataset, backbone, loss, settings, seed, fold) trains once, in
 # <results_dir>/runs/<job.path>/, whichever experiments use it (Table 5's 1:4 ratio is Table 4's ResNet-50
 # block: one folder, read by both tables). params.key is the job's identity hash: a change of anything that
 # shapes the result reruns the job; runtime knobs (threads, the data path) and the gpu block do not.
 # The resume state lives in <results_dir>/state/<job.path>/, which is not an output: Snakemake deletes the
 # outputs of a failed job, and the state is what lets its rerun resume.
-# GPU jobs take a free GPU slot themselves (lfa.gpu: a lock file per slot, CUDA_VISIBLE_DEVICES set before
+# GPU jobs take a free GPU slot themselves (lfa.training.gpu: a lock file per slot, CUDA_VISIBLE_DEVICES set before
 # CUDA starts); under SLURM they use the GPU SLURM gave.
 
 

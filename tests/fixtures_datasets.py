@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lfa.reference import CELEBA
+from lfa.data.reference import CELEBA
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CELEBA_ATTRIBUTES = [name.replace(" ", "_") for name in CELEBA]

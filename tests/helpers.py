@@ -31,10 +31,10 @@ def tiny_config() -> dict:
 
 
 def dataset_spec(ds: dict, name: str = "d", ratio_k: int | None = None) -> dict:
-    """The spec ``lfa.datasets.prepare`` gets for a dataset config block: schema defaults filled, as the
-    workflow passes it (lfa.plan.prepared_datasets)."""
-    from lfa.config import validate_config
-    from lfa.plan import prepared_datasets, ratio_dataset
+    """The spec ``lfa.data.datasets.prepare`` gets for a dataset config block: schema defaults filled, as the
+    workflow passes it (lfa.pipeline.plan.prepared_datasets)."""
+    from lfa.pipeline.config import validate_config
+    from lfa.pipeline.plan import prepared_datasets, ratio_dataset
 
     config = validate_config({"datasets": {name: dict(ds)},
                               "experiments": {"e": {"dataset": name, "backbones": ["small_cnn"], "losses": ["bce"]}}})

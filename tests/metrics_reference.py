@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from lfa.metrics import COLUMNS, METRIC_COLUMNS
+from lfa.evaluation.metrics import COLUMNS, METRIC_COLUMNS
 
 ATOL = 1e-9
 

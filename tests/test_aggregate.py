@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import wilcoxon
 
-from lfa.aggregate import KEYS, compare, per_class_summary, summarize
+from lfa.evaluation.aggregate import KEYS, compare, per_class_summary, summarize
 from lfa.io import read_parquet_metadata, write_parquet
 
 NAN = float("nan")

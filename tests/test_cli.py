@@ -13,8 +13,8 @@ import pytest
 import yaml
 from helpers import run_snakemake, same_file, tiny_config
 
-from lfa.config import validate_config
-from lfa.plan import plan
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import plan
 
 LFA = str(Path(sys.executable).with_name("lfa"))
 

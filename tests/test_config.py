@@ -6,9 +6,9 @@ import pytest
 import yaml
 from helpers import REPO, tiny_config
 
-from lfa.config import config_hash, validate_config
 from lfa.errors import ConfigError
-from lfa.plan import experiment_datasets, jobs, prepared_datasets, split_prepared_name, train_settings
+from lfa.pipeline.config import config_hash, validate_config
+from lfa.pipeline.plan import experiment_datasets, jobs, prepared_datasets, split_prepared_name, train_settings
 
 
 def test_default_config_is_valid_and_defaults_are_filled():
@@ -123,7 +123,7 @@ def test_a_backbone_too_large_for_the_configured_side_stops_the_config_check(whe
 def test_a_side_known_only_from_the_images_is_checked_before_packing(tmp_path):
     """digits keeps its native 8x8 images: the prepare stage refuses a backbone that cannot take them."""
     from lfa.errors import ConfigError
-    from lfa.stages import prepare_stage
+    from lfa.pipeline.stages import prepare_stage
 
     config = validate_config({"data_dir": str(tmp_path), "datasets": {"d": {"source": "digits",
                                                                              "subset": {"kind": "all"}}},

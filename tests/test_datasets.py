@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from helpers import dataset_spec
 
-from lfa.datasets import assign_folds, load_prepared, long_tail_counts, prepare, ratio_counts, subset_indices
-from lfa.reference import CIFAR10_LT
+from lfa.data.datasets import assign_folds, load_prepared, long_tail_counts, prepare, ratio_counts, subset_indices
+from lfa.data.reference import CIFAR10_LT
 from lfa.sources.base import RawData
 from lfa.sources.digits import load_digits_raw
 

@@ -18,10 +18,10 @@ import torch
 import yaml
 from helpers import REPO, SNAKEMAKE, run_snakemake, tiny_config
 
-from lfa.checkpoints import load_init
 from lfa.errors import CheckpointMismatch
 from lfa.io import atomic_torch_save, write_parquet
 from lfa.models import build_model
+from lfa.training.checkpoints import load_init
 
 
 def _write(tmp_path: Path, config: dict) -> Path:
@@ -157,7 +157,7 @@ def test_divergence_recorded_instead_of_stopping_marks_the_report(tmp_path):
 def test_a_damaged_prepared_file_is_named_with_what_to_do(tmp_path, name):
     from helpers import dataset_spec
 
-    from lfa.datasets import load_prepared, prepare
+    from lfa.data.datasets import load_prepared, prepare
     from lfa.errors import UnreadableFile
 
     spec = dataset_spec({"source": "digits", "subset": {"kind": "long_tail", "reference": "cifar10_lt"}})
@@ -169,7 +169,7 @@ def test_a_damaged_prepared_file_is_named_with_what_to_do(tmp_path, name):
 
 def test_a_damaged_predictions_file_is_named(tmp_path):
     from lfa.errors import UnreadableFile
-    from lfa.evaluate import read_predictions
+    from lfa.evaluation.evaluate import read_predictions
 
     (tmp_path / "predictions.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UnreadableFile, match=r"predictions\.parquet: unreadable \(.*\); train the job again"):

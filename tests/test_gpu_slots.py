@@ -1,4 +1,5 @@
-"""GPU slots (lfa.gpu): each job takes a free slot itself; no slot is ever held twice at once. No GPU needed."""
+"""GPU slots (lfa.training.gpu): each job takes a free slot itself; no slot is ever held twice at once.
+No GPU needed."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE, tiny_config
 
-from lfa.config import validate_config
-from lfa.gpu import detect_devices, gpu_slot, overlapping_holds, parse_slot_log, scheduler_assigned
-from lfa.plan import plan
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import plan
+from lfa.training.gpu import detect_devices, gpu_slot, overlapping_holds, parse_slot_log, scheduler_assigned
 
 HOLD = """
 import sys, time, os
-from lfa.gpu import gpu_slot
+from lfa.training.gpu import gpu_slot
 with gpu_slot(sys.argv[1], devices=int(sys.argv[2]), jobs_per_device=int(sys.argv[3]), job=sys.argv[4],
               poll_seconds=0.05) as slot:
     print("SLOT", slot.index, os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)

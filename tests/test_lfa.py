@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfa.curves import (
+from lfa.assessment.curves import (
     CONVENTION_NOTE,
     CONVENTIONS,
     DEFAULT_GRID,
@@ -23,7 +23,7 @@ from lfa.curves import (
     lfa_curve,
     write_curves,
 )
-from lfa.figures_lfa import loss_palette, plot_figure2
+from lfa.assessment.figures import loss_palette, plot_figure2
 from lfa.losses import PAPER_LOSSES, build_loss, loss_names
 
 GRID = np.linspace(0.1, 0.999, 91)
@@ -293,6 +293,6 @@ def test_loss_palette() -> None:
 def test_figures_module_does_not_import_torch() -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    code = "import sys, lfa.figures_lfa; assert 'torch' not in sys.modules"
+    code = "import sys, lfa.assessment.figures; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

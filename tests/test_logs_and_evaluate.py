@@ -1,4 +1,4 @@
-"""lfa.logs (job logs) and lfa.evaluate (predictions → per-class metrics → aggregated files)."""
+"""lfa.logs (job logs) and lfa.evaluation.evaluate (predictions → per-class metrics → aggregated files)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfa.aggregate import aggregate
-from lfa.evaluate import evaluate_job, read_predictions
+from lfa.evaluation.aggregate import aggregate
+from lfa.evaluation.evaluate import evaluate_job, read_predictions
+from lfa.evaluation.metrics import per_class_metrics
 from lfa.io import read_parquet_metadata
 from lfa.logs import logged
-from lfa.metrics import per_class_metrics
 
 
 def test_logged_sends_output_to_the_log_and_reports_errors_on_stderr(tmp_path, capfd):
@@ -102,7 +102,7 @@ def _stamp(path, data_hash):
 
 def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
     from lfa.errors import PredictionsMismatch
-    from lfa.evaluate import check_predictions
+    from lfa.evaluation.evaluate import check_predictions
 
     path = _predictions(tmp_path)
     _stamp(path, "abc")
@@ -127,7 +127,7 @@ def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
 
 def test_a_damaged_parquet_footer_names_the_file(tmp_path):
     from lfa.errors import UnreadableFile
-    from lfa.evaluate import check_predictions
+    from lfa.evaluation.evaluate import check_predictions
 
     path = tmp_path / "predictions.parquet"
     path.write_bytes(b"not a parquet file at all")

@@ -353,8 +353,8 @@ def square_loss() -> Iterator[type[Loss]]:
 def test_new_loss_plugs_in(square_loss: type[Loss]) -> None:
     import numpy as np
 
-    from lfa.curves import compute_curves, lfa_curve
-    from lfa.figures_lfa import loss_palette
+    from lfa.assessment.curves import compute_curves, lfa_curve
+    from lfa.assessment.figures import loss_palette
 
     assert "test_square" in loss_names()
     assert display_name("test_square") == "Square (test)"
@@ -517,9 +517,9 @@ def test_eps_bounds_ece_and_changes_nothing_inside_the_clamp_for_the_log_losses(
 
 
 def test_eps_reaches_every_loss_the_config_and_the_curves(square_loss: type[Loss]) -> None:
-    from lfa.config import validate_config
-    from lfa.curves import compute_curves
+    from lfa.assessment.curves import compute_curves
     from lfa.errors import ConfigError
+    from lfa.pipeline.config import validate_config
 
     square = build_loss("test_square", eps=0.01)  # a user's loss: the base class clamps its logits
     assert square.hparams == {"weight": 1.0, "eps": 0.01}

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lfa.metrics as metrics
-from lfa.metrics import COLUMNS, METRIC_COLUMNS, METRIC_DISPLAY, PAPER_METRICS, per_class_metrics
+import lfa.evaluation.metrics as metrics
+from lfa.evaluation.metrics import COLUMNS, METRIC_COLUMNS, METRIC_DISPLAY, PAPER_METRICS, per_class_metrics
 
 
 def assert_matches_reference(vs, vl, ts, tl) -> pd.DataFrame:

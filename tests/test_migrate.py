@@ -13,9 +13,9 @@ import pytest
 import torch
 from helpers import REPO, run_snakemake, tiny_config
 
-from lfa.config import validate_config
-from lfa.migrate import _legacy_fingerprint
-from lfa.plan import plan
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.migrate import _legacy_fingerprint
+from lfa.pipeline.plan import plan
 
 pytestmark = pytest.mark.slow
 LFA = str(Path(sys.executable).with_name("lfa"))
@@ -95,7 +95,7 @@ def test_an_old_results_layout_is_moved_not_retrained(tiny_run, tmp_path):
 
 def test_old_resume_states_alone_are_found_and_moved(tiny_run, tmp_path):
     """Only resume states of the old layout (every run was unfinished): still found, still moved."""
-    from lfa.migrate import check_results_layout, migrate
+    from lfa.pipeline.migrate import check_results_layout, migrate
 
     work = tmp_path / "w"
     shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake"))
@@ -108,7 +108,7 @@ def test_old_resume_states_alone_are_found_and_moved(tiny_run, tmp_path):
         check_results_layout(config)
     done = migrate(config)
     assert (len(done.moved), len(done.states)) == (0, n)
-    from lfa.checkpoints import fingerprint
+    from lfa.training.checkpoints import fingerprint
 
     job = plan(config).jobs[0]
     state = torch.load(work / "results/state" / job.path / "last.pt", weights_only=True)
@@ -117,7 +117,7 @@ def test_old_resume_states_alone_are_found_and_moved(tiny_run, tmp_path):
 
 
 def test_an_old_run_with_other_loss_parameters_is_not_taken_for_the_job():
-    from lfa.migrate import _same_job
+    from lfa.pipeline.migrate import _same_job
 
     config = validate_config({**tiny_config(), "loss_params": {"fece": {"gamma": 1.0}}})
     job = next(j for j in plan(config).jobs if j.loss == "fece")

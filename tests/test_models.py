@@ -1,4 +1,4 @@
-"""Backbones (lfa.models) and initial weights (lfa.checkpoints.load_init)."""
+"""Backbones (lfa.models) and initial weights (lfa.training.checkpoints.load_init)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 import torchvision
 
 from lfa import checkpoints
-from lfa.checkpoints import fetch_init, init_cache_path, load_init
 from lfa.errors import CheckpointMismatch, UnreadableCheckpoint
+from lfa.evaluation.paper import TABLES
 from lfa.models import backbone_names, build_model, get_backbone, input_size
-from lfa.paper import TABLES
+from lfa.training.checkpoints import fetch_init, init_cache_path, load_init
 
 PAPER_BACKBONES = {"resnet50", "densenet121", "alexnet", "botnet", "cifar_resnet", "small_cnn"}
 
@@ -285,8 +285,8 @@ def _small_config(backbones: list[str]) -> dict:
 
 
 def test_config_check_takes_library_names_and_refuses_unknown_ones_before_any_job():
-    from lfa.config import validate_config
     from lfa.errors import ConfigError
+    from lfa.pipeline.config import validate_config
 
     validate_config(_small_config(["timm:resnet18", "torchvision:mobilenet_v3_small", "small_cnn"]))
     with pytest.raises(ConfigError, match=r"experiments.e.backbones: unknown backbone 'timm:resnet181': timm has no "
@@ -300,8 +300,8 @@ def test_a_missing_library_says_how_to_install_it(monkeypatch):
     import sys
 
     from lfa import models
-    from lfa.config import validate_config
     from lfa.errors import ConfigError
+    from lfa.pipeline.config import validate_config
 
     models._resolved.cache_clear()
     monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed

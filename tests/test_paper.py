@@ -1,4 +1,4 @@
-"""Tests of the transcribed paper tables (``lfa.paper``) and of the comparison helpers.
+"""Tests of the transcribed paper tables (``lfa.evaluation.paper``) and of the comparison helpers.
 
 The fixtures below are verbatim copies of the published tables: Tables 2-5 as printed in the paper's
 README (LFA-CIFAR10 repository) and the CIFAR-10 results table of the same repository. The strongest check

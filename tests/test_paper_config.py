@@ -13,10 +13,10 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE
 
-from lfa.config import load_config, load_schema
-from lfa.estimate import estimate, format_estimate
-from lfa.paper import TABLES
-from lfa.plan import plan, train_settings
+from lfa.evaluation.paper import TABLES
+from lfa.pipeline.config import load_config, load_schema
+from lfa.pipeline.estimate import estimate, format_estimate
+from lfa.pipeline.plan import plan, train_settings
 
 PAPER = REPO / "configs" / "paper.yaml"
 LFA = str(Path(sys.executable).with_name("lfa"))

@@ -1,4 +1,4 @@
-"""lfa.plan: a job's identity, the plan of a config (identical jobs once), the layout of every path."""
+"""lfa.pipeline.plan: a job's identity, the plan of a config (identical jobs once), the layout of every path."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import yaml
 from helpers import REPO, tiny_config
 
-from lfa.config import train_defaults, validate_config
-from lfa.plan import RUN_OUTPUTS, Layout, TrainSettings, make_job, plan
+from lfa.pipeline.config import train_defaults, validate_config
+from lfa.pipeline.plan import RUN_OUTPUTS, Layout, TrainSettings, make_job, plan
 
 
 def _config(**experiments) -> dict:
@@ -86,8 +86,8 @@ def test_the_plan_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, yaml; from lfa.plan import plan, Layout; from lfa.report import build_context; "
-            "from lfa.aggregate import runs_table; config = yaml.safe_load(open(sys.argv[1])); "
+    code = ("import sys, yaml; from lfa.pipeline.plan import plan, Layout; from lfa.report import build_context; "
+            "from lfa.evaluation.aggregate import runs_table; config = yaml.safe_load(open(sys.argv[1])); "
             "from snakemake.utils import validate; validate(config, sys.argv[2]); "
             "runs_table(plan(config)); assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code, str(REPO / "config.yaml"),
@@ -98,8 +98,8 @@ def test_the_plan_never_imports_torch():
 def test_schema_defaults_are_the_values_a_job_trains_with(tmp_path):
     """One source of defaults: what a job leaves unsaid is the schema's default, down to the optimizer's
     hyper-parameters in effect (read back from the real objects through train_info.json)."""
-    from lfa.datasets import prepare
-    from lfa.train import train
+    from lfa.data.datasets import prepare
+    from lfa.training.train import train
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["train"] = {"device": "cpu", "epochs": 1}  # everything else from the schema

@@ -56,7 +56,7 @@ def clean_registry():
 
 
 def config_with(plugins, losses):
-    from lfa.config import validate_config
+    from lfa.pipeline.config import validate_config
 
     return validate_config({"plugins": plugins, "datasets": {"d": {"source": "digits"}},
                             "experiments": {"e": {"dataset": "d", "backbones": ["small_cnn"], "losses": losses}}})
@@ -131,9 +131,9 @@ def test_the_papers_losses_pass_the_check(clean_registry):
 def test_the_fingerprint_of_a_plugin_loss_changes_with_the_file(tmp_path, clean_registry):
     """A resume state trained with an older version of the loss is never resumed."""
     from lfa import plugins
-    from lfa.checkpoints import fingerprint
-    from lfa.plan import jobs
-    from lfa.train import plugin_code
+    from lfa.pipeline.plan import jobs
+    from lfa.training.checkpoints import fingerprint
+    from lfa.training.train import plugin_code
 
     path = write_plugin(tmp_path)
     config = config_with([str(path)], ["sq_test", "bce"])
@@ -208,8 +208,8 @@ def test_the_modules_a_plugin_imports_are_its_files_and_in_its_digest(tmp_path, 
 
 
 def test_the_fingerprint_does_not_depend_on_how_the_plugin_path_is_written(clean_registry):
-    from lfa.checkpoints import fingerprint
-    from lfa.plan import jobs
+    from lfa.pipeline.plan import jobs
+    from lfa.training.checkpoints import fingerprint
 
     job = jobs(config_with([], ["bce"]))[0]
     meta = {"data_hash": "abc"}
@@ -232,7 +232,7 @@ def test_a_bug_in_a_plugin_loss_is_one_line_with_its_place(tmp_path, clean_regis
 
 
 def test_a_config_without_plugins_hashes_as_before_the_key_existed(clean_registry):
-    from lfa.config import config_hash
+    from lfa.pipeline.config import config_hash
 
     config = config_with([], ["bce"])
     assert config["plugins"] == []

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from helpers import tiny_config
 
-from lfa.config import validate_config
-from lfa.datasets import content_hash, file_stamps, prepare, verify_prepared
+from lfa.data.datasets import content_hash, file_stamps, prepare, verify_prepared
 from lfa.errors import PredictionsMismatch
-from lfa.evaluate import evaluate_run
+from lfa.evaluation.evaluate import evaluate_run
 from lfa.io import read_json, read_parquet_metadata, read_table
-from lfa.plan import make_job, prepared_datasets
-from lfa.train import train
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import make_job, prepared_datasets
+from lfa.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_an_edit_in_place_trains_afresh_says_why_and_refuses_old_predictions(pre
 @pytest.mark.slow
 def test_the_report_refuses_runs_of_data_edited_after_evaluation(tiny_run, tmp_path):
     from lfa.errors import MixedResults
-    from lfa.stages import report_stage
+    from lfa.pipeline.stages import report_stage
 
     work = tmp_path / "w"
     shutil.copytree(tiny_run, work, ignore=shutil.ignore_patterns(".snakemake"))

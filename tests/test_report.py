@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from helpers import dataset_spec
 
-from lfa.aggregate import aggregate, runs_table
-from lfa.config import train_defaults
-from lfa.curves import compute_curves
-from lfa.datasets import prepare
+from lfa.assessment.curves import compute_curves
+from lfa.data.datasets import prepare
+from lfa.evaluation.aggregate import aggregate, runs_table
+from lfa.evaluation.paper import paper_table
 from lfa.io import write_parquet
-from lfa.paper import paper_table
-from lfa.plan import Layout, plan, split_prepared_name
+from lfa.pipeline.config import train_defaults
+from lfa.pipeline.plan import Layout, plan, split_prepared_name
 from lfa.report import ReportInputs, dataset_sections, render_report
 
 LOSSES = ["asl", "bce", "ece", "fece", "focal"]

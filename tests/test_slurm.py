@@ -28,8 +28,8 @@ import pytest
 import yaml
 from helpers import REPO, SNAKEMAKE
 
-from lfa.config import validate_config
-from lfa.plan import jobs
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import jobs
 
 pytestmark = pytest.mark.slow
 

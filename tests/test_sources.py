@@ -25,10 +25,10 @@ from fixtures_datasets import (
 )
 from helpers import dataset_spec, run_snakemake
 
-from lfa.config import validate_config
-from lfa.datasets import load_prepared, prepare, subset_indices
+from lfa.data.datasets import load_prepared, prepare, subset_indices
+from lfa.data.reference import CIFAR10_LT, imagenet_lt_counts
 from lfa.errors import ConfigError, CorruptImageError, RawDataInvalid, RawDataMissing
-from lfa.reference import CIFAR10_LT, imagenet_lt_counts
+from lfa.pipeline.config import validate_config
 from lfa.sources import ensure_raw
 from lfa.sources.cifar import load_batch
 
@@ -384,7 +384,7 @@ def test_prepare_without_raw_data_explains(tmp_path):
 
 @pytest.mark.slow
 def test_summaries_compare_with_the_seed_tables(workflow):
-    from lfa.datasets import dataset_summary
+    from lfa.data.datasets import dataset_summary
 
     lt = dataset_summary(workflow / "data" / "prepared" / "cifar10_lt")
     assert lt["seed_counts"] == list(CIFAR10_LT.values()) and lt["count_differences"] == []

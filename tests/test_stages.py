@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from helpers import same_file, tiny_config
 
-from lfa.config import validate_config
-from lfa.plan import plan
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import plan
 
 LFA = str(Path(sys.executable).with_name("lfa"))
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from helpers import tiny_config
 
-from lfa.config import validate_config
 from lfa.errors import DivergenceError
 from lfa.logs import logged
-from lfa.plan import RUN_OUTPUTS, Layout, plan
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import RUN_OUTPUTS, Layout, plan
 
 pytestmark = pytest.mark.slow
 LFA = str(Path(sys.executable).with_name("lfa"))

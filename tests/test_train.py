@@ -16,14 +16,14 @@ import yaml
 from helpers import tiny_config
 from sklearn.metrics import roc_auc_score
 
-from lfa.augment import apply_augment, draw_augment
-from lfa.checkpoints import load_model_checkpoint, load_state
-from lfa.config import validate_config
-from lfa.datasets import prepare
+from lfa.data.augment import apply_augment, draw_augment
+from lfa.data.datasets import prepare
 from lfa.errors import CheckpointMismatch
 from lfa.io import read_parquet_metadata
-from lfa.plan import Job, make_job, prepared_datasets
-from lfa.train import EXIT_INTERRUPTED, fingerprint, train
+from lfa.pipeline.config import validate_config
+from lfa.pipeline.plan import Job, make_job, prepared_datasets
+from lfa.training.checkpoints import load_model_checkpoint, load_state
+from lfa.training.train import EXIT_INTERRUPTED, fingerprint, train
 
 LFA = str(Path(sys.executable).with_name("lfa"))
 
@@ -205,7 +205,7 @@ def test_streamed_data_trains_exactly_like_device_resident_data(workdir, tmp_pat
 
 def test_streamed_batches_resume_mid_epoch(workdir):
     """The streaming source started at step k yields exactly the batches k.. of a full pass."""
-    from lfa.batches import StreamingData
+    from lfa.data.batches import StreamingData
 
     images = np.arange(23 * 2 * 2 * 1, dtype=np.uint8).reshape(23, 2, 2, 1)
     labels = np.eye(23, dtype=np.int8)
@@ -228,7 +228,7 @@ def test_crop_draws_one_offset_per_image():
 
 
 def test_batcher_resizes_and_augments_at_the_smaller_resolution():
-    from lfa.batches import Batcher
+    from lfa.data.batches import Batcher
 
     images = torch.randint(0, 256, (3, 8, 8, 1), dtype=torch.uint8)
     rotating = Batcher(32, ["rotate180"], channels_last=False)
@@ -253,7 +253,7 @@ def test_rotation_is_torchvisions_affine_rotation():
     """The elementwise sampling grid equals affine_grid's for the same rotation matrix."""
     import torch.nn.functional as F
 
-    from lfa.augment import _rotate
+    from lfa.data.augment import _rotate
 
     x = torch.rand(5, 3, 12, 12)
     angle = torch.tensor([0.0, 0.3, -1.2, 3.0, -3.1])
@@ -267,7 +267,7 @@ def test_rotation_is_torchvisions_affine_rotation():
 
 def test_augmenting_a_chunk_equals_augmenting_its_batches():
     """An image's augmentation depends on its own draws only: chunks and batches give identical pixels."""
-    from lfa.augment import slice_augment
+    from lfa.data.augment import slice_augment
 
     ops = ["hflip", "vflip", "rotate15", "crop", "rotate180"]
     x = torch.rand(40, 3, 16, 16)
@@ -279,8 +279,8 @@ def test_augmenting_a_chunk_equals_augmenting_its_batches():
 
 
 def test_chunk_steps_follow_the_memory_budget():
-    from lfa.batches import chunk_steps
-    from lfa.config import train_defaults
+    from lfa.data.batches import chunk_steps
+    from lfa.pipeline.config import train_defaults
 
     default = train_defaults()["augment_chunk_mb"]
     assert chunk_steps(default, 100, 3, 32) == 54  # 1.2 MB per CIFAR batch in 64 MiB
@@ -308,7 +308,7 @@ def test_sigterm_mid_epoch_resumes_the_models_own_random_stream(workdir, tmp_pat
     from torch import nn
 
     from lfa.models import backbone_names, register_backbone
-    from lfa.train import Interrupted
+    from lfa.training.train import Interrupted
 
     if "dropout_cnn_test" not in backbone_names():
         @register_backbone("dropout_cnn_test", "CNN with dropout (test)")

@@ -15,9 +15,9 @@ from helpers import dataset_spec, run_snakemake
 from PIL import Image
 from user_data import CHEXPERT_LABELS, chestxray_csv, chexpert_csv, colour, image_tree
 
-from lfa.config import validate_config
-from lfa.datasets import assign_folds, dataset_summary, load_prepared, prepare
+from lfa.data.datasets import assign_folds, dataset_summary, load_prepared, prepare
 from lfa.errors import ConfigError, RawDataInvalid, RawDataMissing
+from lfa.pipeline.config import validate_config
 from lfa.sources import check_specs, ensure_raw, get_source
 from lfa.sources.__main__ import main as sources_main
 from lfa.sources.images import image_channels
@@ -497,7 +497,7 @@ def test_the_workflow_prepares_both_sources(tmp_path):
 
 
 def test_a_folder_dataset_without_root_reads_its_own_default_folder_not_another_datasets(tmp_path):
-    from lfa.plan import Layout, prepared_datasets
+    from lfa.pipeline.plan import Layout, prepared_datasets
 
     config = validate_config(_config({"a": {"source": "folder", "root": str(tmp_path / "pets")},
                                       "b": {"source": "folder"}}))

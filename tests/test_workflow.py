@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from helpers import REPO, SNAKEMAKE, TINY, run_snakemake, tiny_config
 
-from lfa.config import config_hash, validate_config
 from lfa.io import read_parquet_metadata
-from lfa.plan import jobs
+from lfa.pipeline.config import config_hash, validate_config
+from lfa.pipeline.plan import jobs
 
 pytestmark = pytest.mark.slow
 

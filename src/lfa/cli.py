@@ -29,21 +29,21 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _config(path: str) -> dict[str, Any]:
-    from lfa.config import load_config
+    from lfa.pipeline.config import load_config
 
     return load_config(path)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from lfa.stages import prepare_stage
+    from lfa.pipeline.stages import prepare_stage
 
     print(prepare_stage(_config(args.configfile), args.dataset))
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lfa.plan import Layout, make_job
-    from lfa.stages import train_stage
+    from lfa.pipeline.plan import Layout, make_job
+    from lfa.pipeline.stages import train_stage
 
     config = _config(args.configfile)
     if args.experiment not in config["experiments"]:
@@ -70,7 +70,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lfa.evaluate import RUN_COLUMNS, evaluate_run
+    from lfa.evaluation.evaluate import RUN_COLUMNS, evaluate_run
 
     predictions = Path(args.predictions)
     out = Path(args.out) if args.out else predictions.with_name("metrics.parquet")
@@ -86,7 +86,7 @@ def _prepared_folder(args: argparse.Namespace, predictions: Path) -> Path | None
     """``--prepared``, else the config's prepared folder of the run's dataset where both exist (as the workflow
     evaluates), else None: predictions made elsewhere are evaluated without a data check."""
     from lfa.io import read_json
-    from lfa.plan import Layout
+    from lfa.pipeline.plan import Layout
 
     if args.prepared:
         return Path(args.prepared)
@@ -100,8 +100,8 @@ def _prepared_folder(args: argparse.Namespace, predictions: Path) -> Path | None
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     """Every experiment's evaluated runs → the aggregated Parquet files, as the aggregate rule writes them."""
-    from lfa.plan import Layout
-    from lfa.stages import aggregate_stage, run_metrics
+    from lfa.pipeline.plan import Layout
+    from lfa.pipeline.stages import aggregate_stage, run_metrics
 
     config = _config(args.configfile)
     layout = Layout.from_config(config)
@@ -118,8 +118,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_curves(args: argparse.Namespace) -> int:
     """One table pair (``--out x.csv`` or ``x.parquet``), or a folder of tables and Figure-2 PNGs."""
-    from lfa.curves import write_curves, write_lfa_folder
-    from lfa.figures_lfa import CONVENTIONS
+    from lfa.assessment.curves import write_curves, write_lfa_folder
+    from lfa.assessment.figures import CONVENTIONS
     from lfa.losses import lfa_grid
 
     losses = [*(args.losses or []), *args.loss] or None
@@ -138,13 +138,13 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def _schema_default(key: str) -> Any:
-    from lfa.config import load_schema
+    from lfa.pipeline.config import load_schema
 
     return load_schema()["properties"][key]["default"]
 
 
 def _grid_points(text: str) -> int:
-    from lfa.config import load_schema
+    from lfa.pipeline.config import load_schema
 
     least = load_schema()["properties"]["lfa_grid_points"]["minimum"]
     if not text.isdigit() or int(text) < least:
@@ -178,8 +178,8 @@ def cmd_losses(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render the report from the results of a finished run, or (``--partial``) of whatever jobs finished."""
-    from lfa.plan import Layout, plan
-    from lfa.stages import evaluated_runs, report_stage
+    from lfa.pipeline.plan import Layout, plan
+    from lfa.pipeline.stages import evaluated_runs, report_stage
 
     config = _config(args.configfile)
     layout = Layout.from_config(config)
@@ -203,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Per experiment: runs finished, running, stopped, failed, waiting; the cells that are incomplete now."""
-    from lfa.status import format_status
+    from lfa.pipeline.status import format_status
 
     print(format_status(_config(args.configfile)))
     return 0
@@ -211,7 +211,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Move finished runs of the layout before job keys into today's layout (nothing is retrained)."""
-    from lfa.migrate import migrate
+    from lfa.pipeline.migrate import migrate
 
     config = _config(args.configfile)
     snakefile = Path(args.snakefile)
@@ -224,8 +224,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    """Jobs and GPU-hours per table, from the measured throughput table (lfa.estimate)."""
-    from lfa.estimate import estimate, format_estimate
+    """Jobs and GPU-hours per table, from the measured throughput table (lfa.pipeline.estimate)."""
+    from lfa.pipeline.estimate import estimate, format_estimate
 
     config = _config(args.configfile)
     if args.json:

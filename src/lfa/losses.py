@@ -17,7 +17,7 @@ Every loss also takes ``eps`` (default 0: exact): ``eps > 0`` is the seed's nume
 as ``1/(p + eps) - 1``; see ``docs/losses.md``.
 
 A loss is one class with the :func:`register_loss` decorator; the registry is what training, the
-configuration check and the LFA curves (:mod:`lfa.curves`) read, so a new class needs nothing else.
+configuration check and the LFA curves (:mod:`lfa.assessment.curves`) read, so a new class needs nothing else.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Loss(torch.nn.Module):
             constructor's arguments).
         log_scale: factor applied to the value of every logarithm in the loss, keeping the logarithm's
             natural derivative (``d ln q / dq = 1/q``). ``1.0`` (natural logarithm) for training; the LFA
-            ``figure2`` convention sets ``1/ln 10`` (see :mod:`lfa.curves`).
+            ``figure2`` convention sets ``1/ln 10`` (see :mod:`lfa.assessment.curves`).
     """
 
     name: ClassVar[str] = ""
@@ -204,7 +204,7 @@ def _inverse_term(loss: Loss, z: Tensor) -> Tensor:
     return torch.exp(-z)
 
 
-#: First and last predicted probability of the LFA grid (the x-axis of Figure 2, :mod:`lfa.curves`).
+#: First and last predicted probability of the LFA grid (the x-axis of Figure 2, :mod:`lfa.assessment.curves`).
 GRID_RANGE = (0.1, 0.999)
 
 

@@ -12,7 +12,7 @@ Models take float images in [0, 1], shape (B, C_in, H, W); normalisation happens
 | ``botnet`` | timm ``botnet26t_256`` (the paper's BoTNet-50 has no public weights) | exactly 256 |
 
 PGCon is not an architecture: the paper's "PGCon" rows are a ResNet-50 initialised from PGCon's
-self-supervised weights (``train.init``, :func:`lfa.checkpoints.load_init`).
+self-supervised weights (``train.init``, :func:`lfa.training.checkpoints.load_init`).
 
 Besides the registered names, ``timm:<model>`` (any ``timm.list_models()`` name, optionally with a
 pretrained tag, ``timm:vit_tiny_patch16_224.augreg_in21k``) and ``torchvision:<model>`` (any of

@@ -1,9 +1,9 @@
 """Plugins: the user's own losses, backbones and dataset sources, from files or modules named in the config.
 
 ``plugins: [my_losses.py, mypackage.losses]`` (paths relative to the working directory, or importable module
-names) are imported before any registry is read: by :func:`lfa.config.check_config` (so when the Snakefile is
-parsed, and by every ``lfa`` command that reads a config), by the jobs that use a registry (``lfa.train.train``
-and ``lfa.datasets.prepare`` import the plugins their job or dataset spec carries, the ``lfa_curves`` script
+names) are imported before any registry is read: by :func:`lfa.pipeline.config.check_config` (so when the Snakefile is
+parsed, and by every ``lfa`` command that reads a config), by the jobs that use a registry (``lfa.training.train.train``
+and ``lfa.data.datasets.prepare`` import the plugins their job or dataset spec carries, the ``lfa_curves`` script
 those of the config), and by ``lfa … --plugin FILE``. A plugin registers with the package's own decorators
 (``@register_loss``, ``@register_backbone``, ``@register_source``); :func:`load_plugin` records what each one
 registered, so that

@@ -1,8 +1,8 @@
-"""Snakemake adapter: per-class metrics of one run (lfa.evaluate.evaluate_run, as `lfa evaluate`)."""
+"""Snakemake adapter: per-class metrics of one run (lfa.evaluation.evaluate.evaluate_run, as `lfa evaluate`)."""
 
 from pathlib import Path
 
-from lfa.evaluate import evaluate_run
+from lfa.evaluation.evaluate import evaluate_run
 from lfa.logs import logged
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)

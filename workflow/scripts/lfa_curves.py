@@ -1,6 +1,7 @@
-"""Snakemake adapter: LFA and gradient curves of the configured losses (lfa.curves.write_curves, as `lfa curves`)."""
+"""Snakemake adapter: LFA and gradient curves of the configured losses (lfa.assessment.curves.write_curves,
+as `lfa curves`)."""
 
-from lfa.curves import write_curves
+from lfa.assessment.curves import write_curves
 from lfa.logs import logged
 from lfa.losses import lfa_grid
 from lfa.plugins import use_config_plugins

@@ -1,9 +1,10 @@
-"""Snakemake adapter: render reports/report.html (lfa.stages.report_stage, as `lfa report`). Never imports torch."""
+"""Snakemake adapter: render reports/report.html (lfa.pipeline.stages.report_stage, as `lfa report`).
+Never imports torch."""
 
 from pathlib import Path
 
 from lfa.logs import logged
-from lfa.stages import report_stage
+from lfa.pipeline.stages import report_stage
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with logged(sm.log[0]):

@@ -1,10 +1,10 @@
-"""Snakemake adapter: train one job (lfa.stages.train_stage, as `lfa train`): a GPU slot, then the job."""
+"""Snakemake adapter: train one job (lfa.pipeline.stages.train_stage, as `lfa train`): a GPU slot, then the job."""
 
 import sys
 
 from lfa.logs import logged
-from lfa.plan import Layout, plan
-from lfa.stages import train_stage
+from lfa.pipeline.plan import Layout, plan
+from lfa.pipeline.stages import train_stage
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with logged(sm.log[0]):

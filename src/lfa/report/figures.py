@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from lfa.paper import METRIC_LABELS  # noqa: E402
+from lfa.evaluation.paper import METRIC_LABELS  # noqa: E402
 from lfa.report.inputs import label_of  # noqa: E402
 from lfa.report.tables import ratio_label  # noqa: E402
 
@@ -157,7 +157,7 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
     df = comparisons[comparisons.metric == metric]
     if df.empty:
         return None
-    from lfa.plan import split_prepared_name
+    from lfa.pipeline.plan import split_prepared_name
 
     order = [(split_prepared_name(d)[0], -(split_prepared_name(d)[1] or 0), b, label_of(labels, x))
              for d, b, x in zip(df["dataset"], df["backbone"], df["loss"], strict=True)]

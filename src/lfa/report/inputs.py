@@ -21,7 +21,7 @@ class ReportInputs:
     summary: str | Path
     per_class: str | Path
     comparisons: str | Path
-    runs: str | Path  # which experiment uses which run (lfa.aggregate.runs_table)
+    runs: str | Path  # which experiment uses which run (lfa.evaluation.aggregate.runs_table)
     curves: list[str | Path]
     gradients: list[str | Path]
     config: dict[str, Any]

@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from lfa.figures_lfa import loss_palette, plot_figure2
+from lfa.assessment.figures import loss_palette, plot_figure2
+from lfa.evaluation.paper import METRIC_LABELS, METRICS, TABLES, format_cell
 from lfa.io import read_csv, read_json, read_table
-from lfa.paper import METRIC_LABELS, METRICS, TABLES, format_cell
-from lfa.plan import Layout
+from lfa.pipeline.plan import Layout
 from lfa.report.figures import (
     figure_auc_vs_frequency,
     figure_class_distribution,
@@ -60,7 +60,7 @@ def _read_infos(layout: Layout, runs: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _dataset_meta(layout: Layout, name: str) -> dict[str, Any]:
     """A prepared dataset's meta.json and counts, each count beside the seed's where there is a table."""
-    from lfa.datasets import dataset_summary
+    from lfa.data.datasets import dataset_summary
 
     meta = dataset_summary(layout.prepared(name))
     meta["scaled_demo"] = meta["source"] == "digits"  # follows a table's proportions, not its counts
@@ -78,7 +78,7 @@ def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]
     The ratio subsets of one binary_ratio dataset (``idc_k50`` … ``idc_k1``) form one entry with one compact
     chart and a table of one row per subset (:func:`ratio_family`); a lone ratio subset stays as it is.
     """
-    from lfa.plan import split_prepared_name
+    from lfa.pipeline.plan import split_prepared_name
 
     metas = [_dataset_meta(layout, name) for name in datasets if layout.prepared_file(name, "meta.json").exists()]
     families: dict[str, list[dict[str, Any]]] = {}
@@ -160,7 +160,7 @@ class _Results:
 def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
     """Per-class recall and AUC (one dataset) or metrics against the ratio (ratio subsets), training curves,
     and the paired comparisons' forest plot."""
-    from lfa.plan import experiment_datasets
+    from lfa.pipeline.plan import experiment_datasets
 
     exp, labels, palette = config["experiments"][name], res.labels, res.palette
     datasets_of = experiment_datasets(config, name)
@@ -256,7 +256,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
 
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the template shows, read from the report's inputs (nothing is written)."""
-    from lfa.figures_lfa import CONVENTION_NOTE
+    from lfa.assessment.figures import CONVENTION_NOTE
 
     check_config_hash(inputs)
     config = inputs.config

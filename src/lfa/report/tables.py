@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from lfa.evaluation.paper import METRIC_LABELS, METRICS, compare_with_paper, format_cell
 from lfa.io import atomic_path
-from lfa.paper import METRIC_LABELS, METRICS, compare_with_paper, format_cell
 from lfa.report.inputs import label_of
 
 #: Metrics where a larger value is better (bold marks the best per column and block); not the threshold.
@@ -21,7 +21,7 @@ HIGHER_IS_BETTER = ["auc", "accuracy", "precision", "recall", "f0_5", "f0", "f1"
 
 def experiment_blocks(config: dict[str, Any], name: str, summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The blocks of an experiment's table: one per backbone, or one per ratio for ratio experiments."""
-    from lfa.plan import experiment_datasets, split_prepared_name
+    from lfa.pipeline.plan import experiment_datasets, split_prepared_name
 
     exp = config["experiments"][name]
     labels = exp.get("block_labels", {})

@@ -87,7 +87,7 @@ def _log(path: str | Path | None, line: str) -> None:
 
 def _ensure_raw(source: str, root: Path, specs: list[dict[str, Any]], marker: str | Path | None,
                 download: bool) -> dict[str, Any]:
-    from lfa.download import write_marker
+    from lfa.data.download import write_marker
     from lfa.sources.counts import counts_csv_path
 
     src = get_source(source)

@@ -56,7 +56,7 @@ class FileList:
     """A raw dataset on disk: image paths relative to ``root``, labels (N, C) int8, names.
 
     ``ids`` default to the relative paths (unique within a dataset). ``groups``: each file's group (e.g. a
-    patient), or None; the folds then keep every group in one fold (:func:`lfa.datasets.assign_folds`).
+    patient), or None; the folds then keep every group in one fold (:func:`lfa.data.datasets.assign_folds`).
     """
 
     root: Path
@@ -105,7 +105,7 @@ class Source:
     default_image_size: int = 0
     #: Threads of the prepare job (image decoding runs in a thread pool).
     prepare_threads: int = 1
-    #: The seed's count table (lfa.reference) the whole dataset is compared with, if any.
+    #: The seed's count table (lfa.data.reference) the whole dataset is compared with, if any.
     reference_table: str | None = None
     #: The seed's count table of the largest imbalance-ratio subset, if any.
     ratio_reference_table: str | None = None

@@ -106,7 +106,7 @@ class CelebASource(Source):
         if missing:
             raise RawDataMissing(self.missing_message(root, f"missing {', '.join(missing)}"))
         if strict:
-            from lfa.download import md5sum
+            from lfa.data.download import md5sum
 
             for name in (ATTR, PARTITION):
                 actual, md5 = md5sum(base / name), FILES[name][1]
@@ -131,7 +131,7 @@ class CelebASource(Source):
         return {"images": len(files), "attributes": len(names), "checksums_verified": strict}
 
     def download(self, root: Path, specs: list[dict[str, Any]]) -> None:
-        from lfa.download import fetch, safe_extract
+        from lfa.data.download import fetch, safe_extract
         from lfa.errors import ChecksumError, DownloadError
 
         base = self.base(root)

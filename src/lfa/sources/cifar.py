@@ -110,7 +110,7 @@ class Cifar10Source(Source):
         if missing:
             raise RawDataMissing(self.missing_message(root, f"missing {', '.join(missing)}"))
         if strict:
-            from lfa.download import md5sum
+            from lfa.data.download import md5sum
 
             for name, md5 in FILE_MD5.items():
                 actual = md5sum(root / FOLDER / name)
@@ -122,7 +122,7 @@ class Cifar10Source(Source):
         return {"folder": str(root / FOLDER), "files": sorted(FILE_MD5), "checksums_verified": strict}
 
     def download(self, root: Path, specs: list[dict[str, Any]]) -> None:
-        from lfa.download import fetch, safe_extract
+        from lfa.data.download import fetch, safe_extract
 
         root.mkdir(parents=True, exist_ok=True)
         archive = fetch(URL, root / ARCHIVE, ARCHIVE_MD5, desc="CIFAR-10")

@@ -36,7 +36,7 @@ def counts_csv_path(subset: dict[str, Any], downloads: str | Path) -> Path:
     """
     from urllib.parse import urlsplit
 
-    from lfa.download import fetch, is_url, md5sum
+    from lfa.data.download import fetch, is_url, md5sum
 
     where, md5 = str(subset["counts_csv"]), subset.get("counts_csv_md5")
     if is_url(where):

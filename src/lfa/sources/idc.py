@@ -95,7 +95,7 @@ class IdcSource(Source):
                 "published_counts_verified": strict}
 
     def download(self, root: Path, specs: list[dict[str, Any]]) -> None:
-        from lfa.download import kaggle_credentials_present, kaggle_download, safe_extract
+        from lfa.data.download import kaggle_credentials_present, kaggle_download, safe_extract
 
         root.mkdir(parents=True, exist_ok=True)
         archive = next((root / a for a in ARCHIVES if (root / a).is_file()), None)

@@ -1,5 +1,5 @@
 """Results written before job keys (``runs/<experiment>/<dataset>/<backbone>/<loss>/s<seed>_f<fold>/``), moved
-into today's layout (``runs/<job.path>/``, :mod:`lfa.plan`) without retraining anything.
+into today's layout (``runs/<job.path>/``, :mod:`lfa.pipeline.plan`) without retraining anything.
 
 The prepared datasets stay where they are: each gets its content hash written into its ``meta.json``, and
 Snakemake is told to forget the provenance of the prepared files and raw-data markers (``snakemake
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lfa.io import read_json, read_table
-from lfa.plan import RUN_OUTPUTS, RUNTIME_KEYS, Job, Layout, plan
+from lfa.pipeline.plan import RUN_OUTPUTS, RUNTIME_KEYS, Job, Layout, plan
 
 
 @dataclass
@@ -102,7 +102,7 @@ def _touch_in_order(config: dict[str, Any], layout: Layout, runs: list[Path]) ->
     """Modification times in the DAG's order, newer than the workflow's scripts: markers < prepared < runs."""
     import time
 
-    from lfa.plan import PREPARED_FILES, prepared_datasets
+    from lfa.pipeline.plan import PREPARED_FILES, prepared_datasets
 
     specs = prepared_datasets(config)
     stages = [[layout.raw_marker(s) for s in {spec["source"] for spec in specs.values()}],
@@ -118,8 +118,8 @@ def _touch_in_order(config: dict[str, Any], layout: Layout, runs: list[Path]) ->
 def _stamp_prepared(config: dict[str, Any], layout: Layout) -> list[str]:
     """Write the content hash into each prepared ``meta.json`` that lacks it."""
 
-    from lfa.datasets import content_hash, file_stamps
-    from lfa.plan import prepared_datasets
+    from lfa.data.datasets import content_hash, file_stamps
+    from lfa.pipeline.plan import prepared_datasets
 
     stamped = []
     for name in prepared_datasets(config):
@@ -144,7 +144,7 @@ def _forget_provenance(config: dict[str, Any], layout: Layout, snakefile: str | 
     import subprocess
     import sys
 
-    from lfa.plan import PREPARED_FILES, prepared_datasets
+    from lfa.pipeline.plan import PREPARED_FILES, prepared_datasets
 
     specs = prepared_datasets(config)
     files = [str(layout.prepared_file(d, n)) for d in specs for n in PREPARED_FILES
@@ -194,9 +194,9 @@ def _move_state(layout: Layout, config: dict[str, Any], name: str, job: Job, out
     meta_path = layout.prepared_file(job.dataset, "meta.json")
     if not (old / "last.pt").exists() or new.exists() or not meta_path.exists():
         return
-    from lfa.checkpoints import fingerprint, read_checkpoint
     from lfa.errors import UnreadableCheckpoint
     from lfa.io import atomic_torch_save
+    from lfa.training.checkpoints import fingerprint, read_checkpoint
 
     meta = read_json(meta_path)
     expected = _legacy_fingerprint(name, job, dict(config["loss_params"].get(job.loss, {})), meta)

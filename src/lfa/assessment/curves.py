@@ -12,7 +12,7 @@ and, since ``∫_ŷ^1 g-(t) dt = L-(ŷ) - L-(1)``, exactly ``S / (1 - ŷ) = g+(�
 (float64) through :meth:`lfa.losses.Loss.terms`, i.e. from the very objects that train the models.
 
 Two conventions (:data:`CONVENTIONS`, explained in :data:`CONVENTION_NOTE`): ``trained`` and ``figure2``.
-Both constants live in the torch-free :mod:`lfa.figures_lfa` (import them from there where torch must not
+Both constants live in the torch-free :mod:`lfa.assessment.figures` (import them from there where torch must not
 be loaded) and are re-exported here.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfa.assessment.figures import CONVENTION_NOTE, CONVENTIONS
 from lfa.errors import ConfigError
-from lfa.figures_lfa import CONVENTION_NOTE, CONVENTIONS
 from lfa.losses import Loss, build_loss, display_name, lfa_grid, loss_names
 
 __all__ = [
@@ -230,7 +230,7 @@ def write_lfa_folder(out_dir: str | Path, losses: list[str], params: dict[str, d
     """LFA of any registered losses, without training: per convention, the curve and gradient tables as CSV
     and Parquet and a Figure-2-style PNG (panel (a): the gradients of ``gradient_loss``, default the first
     loss). Each loss is checked first (:func:`lfa.losses.check_terms`). Returns the files written."""
-    from lfa.figures_lfa import plot_figure2
+    from lfa.assessment.figures import plot_figure2
     from lfa.losses import check_terms
 
     out = Path(out_dir)

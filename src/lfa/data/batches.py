@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lfa.augment import apply_augment, draw_augment, slice_augment
+from lfa.data.augment import apply_augment, draw_augment, slice_augment
 
 
 class Batcher:

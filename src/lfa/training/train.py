@@ -1,7 +1,8 @@
 """Training one job, resumable and deterministic: setup → epochs → finish.
 
-- Data placement and batching: :mod:`lfa.batches`; augmentation: :mod:`lfa.augment`; predictions:
-  :mod:`lfa.predict`; the resume state: :class:`lfa.checkpoints.TrainingState`; the device: :mod:`lfa.device`.
+- Data placement and batching: :mod:`lfa.data.batches`; augmentation: :mod:`lfa.data.augment`; predictions:
+  :mod:`lfa.training.predict`; the resume state: :class:`lfa.training.checkpoints.TrainingState`; the device:
+  :mod:`lfa.training.device`.
 - Every random draw of an epoch is fixed at its start from (seed, fold, epoch): the permutation, the
   augmentation parameters of every image and the seed of the generators the model draws from
   (:meth:`Trainer.epoch_draws`); a mid-epoch checkpoint also keeps those generators' states. A run resumed from
@@ -32,17 +33,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.batches import Batcher, DeviceData, StreamingData, choose_data, chunk_steps, model_batches, n_batches
-from lfa.checkpoints import Progress, TrainingState, fingerprint
-from lfa.datasets import Prepared, load_prepared, verify_prepared
-from lfa.device import autocast, configure, device_name, pick_device, rng_state, set_rng_state, sync
+from lfa.data.batches import Batcher, DeviceData, StreamingData, choose_data, chunk_steps, model_batches, n_batches
+from lfa.data.datasets import Prepared, load_prepared, verify_prepared
 from lfa.errors import DivergenceError
 from lfa.io import atomic_path, atomic_torch_save
 from lfa.losses import Loss, build_loss
 from lfa.models import build_model, input_size
-from lfa.plan import Job, TrainSettings
+from lfa.pipeline.plan import Job, TrainSettings
 from lfa.plugins import load_plugins, plugin_digests
-from lfa.predict import predict, write_predictions
+from lfa.training.checkpoints import Progress, TrainingState, fingerprint
+from lfa.training.device import autocast, configure, device_name, pick_device, rng_state, set_rng_state, sync
+from lfa.training.predict import predict, write_predictions
 
 #: Exit code of a job stopped by SIGTERM/SIGUSR1 after saving its state (EX_TEMPFAIL: try again).
 EXIT_INTERRUPTED = 75
@@ -164,7 +165,7 @@ def build(job: Job, settings: TrainSettings, prepared: Prepared,
         model = model.to(memory_format=torch.channels_last)
     if not settings.init:
         return model, None
-    from lfa.checkpoints import load_init
+    from lfa.training.checkpoints import load_init
 
     info = load_init(model, settings.init)
     _log(f"initialised from {settings.init}: {info['loaded']} tensors loaded, {info['skipped']} skipped, "

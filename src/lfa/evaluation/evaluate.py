@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from lfa.errors import ConfigError, PredictionsMismatch
+from lfa.evaluation.metrics import METRIC_COLUMNS, per_class_metrics
 from lfa.io import read_json, read_parquet_metadata, read_table, write_parquet
-from lfa.metrics import METRIC_COLUMNS, per_class_metrics
 
-#: Columns identifying a run in its metrics; the aggregate adds ``experiment`` in front (lfa.aggregate).
+#: Columns identifying a run in its metrics; the aggregate adds ``experiment`` in front (lfa.evaluation.aggregate).
 RUN_COLUMNS = ["dataset", "backbone", "loss", "seed", "fold"]
 
 
@@ -27,7 +27,7 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
     ``meta``: the prepared dataset's ``meta.json``; with its ``index`` and the job's ``fold`` the validation
     and test samples must be exactly that fold rotation's. Reads the file's schema and its ``id`` and
     ``split`` columns only (the scores are read once, by :func:`evaluate_job`). ``data_hash``: the prepared
-    data's content hash as it is now (:func:`lfa.datasets.verify_prepared`; default meta.json's). Returns the
+    data's content hash as it is now (:func:`lfa.data.datasets.verify_prepared`; default meta.json's). Returns the
     data hash the predictions carry ("" for predictions written before content hashes).
     """
     from lfa.io import parquet_columns, read_parquet_metadata
@@ -115,7 +115,7 @@ def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path 
     run_keys.update(seed=int(run_keys["seed"]), fold=int(run_keys["fold"]))
     names, ratio_k, made_from = info.get("class_names"), None, None
     if prepared is not None:
-        from lfa.datasets import verify_prepared
+        from lfa.data.datasets import verify_prepared
 
         prepared = Path(prepared)
         meta = read_json(prepared / "meta.json", f"delete {prepared} and rerun, to prepare it again")

@@ -120,7 +120,7 @@ class Job:
     loss_params: Mapping[str, float]  # the config's loss_params.<loss> (the loss's own defaults fill the rest)
     runtime: Mapping[str, Any] = field(default_factory=dict, compare=False)  # RUNTIME_KEYS
     #: The config's plugins, imported before the job's loss and backbone are built (their code is in the
-    #: resume fingerprint, lfa.train.plugin_code; not in the key, which stays what the config says).
+    #: resume fingerprint, lfa.training.train.plugin_code; not in the key, which stays what the config says).
     plugins: tuple[str, ...] = field(default=(), compare=False)
 
     def identity(self) -> dict[str, Any]:
@@ -371,7 +371,8 @@ class Layout:
         return self.results / ".gpu_slots"
 
     def legacy_run(self, experiment: str, job: Job) -> Path:
-        """Where the layout before job keys kept ``job``'s run for ``experiment`` (read by lfa.migrate only)."""
+        """Where the layout before job keys kept ``job``'s run for ``experiment`` (read by lfa.pipeline.migrate
+        only)."""
         return self.runs / _legacy_path(experiment, job)
 
     def legacy_state(self, experiment: str, job: Job) -> Path:

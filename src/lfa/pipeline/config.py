@@ -3,7 +3,7 @@
 The YAML config is validated against ``schemas/config.schema.yaml`` (structure, types, ranges, defaults)
 with :func:`snakemake.utils.validate`; names that live in the package's registries (losses, backbones,
 dataset sources, reference count tables) are checked by :func:`check_config`, so adding a registry entry
-never needs a schema change. The expansion into jobs and paths is :mod:`lfa.plan`.
+never needs a schema change. The expansion into jobs and paths is :mod:`lfa.pipeline.plan`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 from lfa.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "config.schema.yaml"
 
 
 def load_schema() -> dict[str, Any]:

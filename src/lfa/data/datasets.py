@@ -71,7 +71,7 @@ def ratio_counts(n_pos: int, n_neg: int, k_max: int, unit: int | None = None) ->
 
 def requested_counts(subset: dict[str, Any], class_names: list[str], downloads: str | Path) -> tuple[np.ndarray, str]:
     """Per-class counts of ``subset.kind: counts``, in class order, and where they come from."""
-    from lfa.reference import COUNT_TABLES
+    from lfa.data.reference import COUNT_TABLES
     from lfa.sources.counts import counts_csv_path, read_counts_csv
 
     n = len(class_names)
@@ -121,7 +121,7 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
     target = labels.argmax(axis=1)
     available = np.bincount(target, minlength=len(class_names))
     if kind == "long_tail":
-        from lfa.reference import COUNT_TABLES
+        from lfa.data.reference import COUNT_TABLES
 
         ref = list(COUNT_TABLES[subset["reference"]].values())
         counts = long_tail_counts(available, ref)
@@ -243,7 +243,7 @@ def folds_without_positives(labels: np.ndarray, folds: np.ndarray, n_splits: int
 
 
 def _reference_table(spec: dict[str, Any], ratio_k: int | None) -> str | None:
-    """The seed's count table (lfa.reference) this prepared dataset is meant to reproduce, if any."""
+    """The seed's count table (lfa.data.reference) this prepared dataset is meant to reproduce, if any."""
     subset = spec["subset"]
     src = get_source(spec["source"])
     if subset["kind"] in ("counts", "long_tail"):
@@ -402,7 +402,7 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
             side_check: Callable[[int], None] | None = None) -> Path:
     """Build the prepared dataset ``name`` from its source's raw data under ``root`` into ``out_dir``.
 
-    ``spec``: the dataset's validated config with ``base`` and ``ratio_k`` (:func:`lfa.plan.prepared_datasets`).
+    ``spec``: the dataset's validated config with ``base`` and ``ratio_k`` (:func:`lfa.pipeline.plan.prepared_datasets`).
     The raw data must be in place (the ``download_<source>`` rule runs first); a missing manual dataset
     raises :class:`RawDataMissing` with where to get it and put it. ``workers``: image-decoding threads
     (default: the Snakemake job's threads, else the usable CPUs). ``side_check`` is called with the packed
@@ -534,7 +534,7 @@ def dataset_summary(path: str | Path) -> dict[str, Any]:
     ``count_differences`` the classes whose measured count differs from them (empty: the table is
     reproduced).
     """
-    from lfa.reference import COUNT_TABLES
+    from lfa.data.reference import COUNT_TABLES
 
     path = Path(path)
     fix = f"delete {path} and rerun, to prepare it again"

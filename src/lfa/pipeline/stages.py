@@ -5,9 +5,9 @@ command call the same ones, so a step run by hand writes what the rule writes.
 |---|---|---|
 | prepare | :func:`prepare_stage` | ``prepare_<source>`` rules, ``lfa prepare`` |
 | train | :func:`train_stage` | ``train`` rule, ``lfa train`` |
-| evaluate | :func:`lfa.evaluate.evaluate_run` | ``evaluate`` rule, ``lfa evaluate`` |
+| evaluate | :func:`lfa.evaluation.evaluate.evaluate_run` | ``evaluate`` rule, ``lfa evaluate`` |
 | aggregate | :func:`aggregate_stage` | ``aggregate`` rule, ``lfa report --partial`` |
-| LFA curves | :func:`lfa.curves.write_curves` | ``lfa_curves`` rule, ``lfa curves --out x.parquet`` |
+| LFA curves | :func:`lfa.assessment.curves.write_curves` | ``lfa_curves`` rule, ``lfa curves --out x.parquet`` |
 | report | :func:`report_stage` | ``report`` rule, ``lfa report`` |
 
 Heavy imports (torch) happen inside the functions: a training job takes its GPU slot before torch starts.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lfa.errors import ConfigError, MixedResults
-from lfa.plan import AGGREGATES, Job, Layout, plan, prepared_datasets
+from lfa.pipeline.plan import AGGREGATES, Job, Layout, plan, prepared_datasets
 
 
 def prepare_stage(config: dict[str, Any], dataset: str) -> Path:
@@ -32,7 +32,7 @@ def prepare_stage(config: dict[str, Any], dataset: str) -> Path:
     Backbones whose smallest input the config could not check (a source that keeps the images' own size)
     are checked against the images before anything is packed.
     """
-    from lfa.datasets import prepare
+    from lfa.data.datasets import prepare
 
     specs = prepared_datasets(config)
     if dataset not in specs:
@@ -64,15 +64,15 @@ def train_stage(job: Job, layout: Layout, gpu: Mapping[str, Any], out_dir: Path 
     """Train ``job`` into its run folder (or ``out_dir``), resuming from its state; returns the exit code.
 
     A GPU job first takes a free GPU slot (``gpu``: the config's ``gpu`` block), before torch starts CUDA;
-    a stop signal saves the state and returns :data:`lfa.train.EXIT_INTERRUPTED`, so a rerun resumes.
+    a stop signal saves the state and returns :data:`lfa.training.train.EXIT_INTERRUPTED`, so a rerun resumes.
     """
-    from lfa.gpu import gpu_slot
+    from lfa.training.gpu import gpu_slot
 
     slot_cm = (gpu_slot(layout.gpu_slots, devices=gpu["devices"], jobs_per_device=gpu["jobs_per_device"],
                         job=job.path)
                if job.settings["device"] != "cpu" else contextlib.nullcontext(None))
     with slot_cm as slot:
-        from lfa.train import EXIT_INTERRUPTED, Interrupted, train
+        from lfa.training.train import EXIT_INTERRUPTED, Interrupted, train
 
         extra = {"gpu_slot": slot.index, "cuda_visible_devices": slot.device} if slot is not None else {}
         try:
@@ -89,9 +89,9 @@ def aggregate_stage(config: dict[str, Any], metrics: Mapping[str, Sequence[str |
     """Each experiment's runs (``metrics``: experiment → the runs' ``metrics.parquet``) → ``metrics``,
     ``summary``, ``per_class``, ``comparisons`` and ``runs`` Parquet files in ``out_dir``, stamped with the
     config's hash."""
-    from lfa.aggregate import aggregate, runs_table
-    from lfa.config import config_hash
+    from lfa.evaluation.aggregate import aggregate, runs_table
     from lfa.io import write_parquet
+    from lfa.pipeline.config import config_hash
 
     stamp = {"lfa.config_hash": config_hash(config)}
     paths = aggregate(metrics, out_dir, stamp)
@@ -107,7 +107,7 @@ def report_stage(config: dict[str, Any], config_files: Sequence[str], out_html: 
     ``metrics.parquet`` of the runs to show, as ``lfa report --partial`` finds them) from those runs instead,
     aggregated into a temporary folder. Runs evaluated on other data than the prepared datasets as they are
     now are refused (:func:`evaluated_runs`). LFA curves the run has not drawn yet are computed for the report."""
-    from lfa.config import config_hash
+    from lfa.pipeline.config import config_hash
     from lfa.report import ReportInputs, render_report
 
     layout = Layout.from_config(config)
@@ -129,12 +129,12 @@ def report_stage(config: dict[str, Any], config_files: Sequence[str], out_html: 
 
 def _curve_files(config: dict[str, Any], layout: Layout, tmp: Path) -> tuple[list[Path], list[Path]]:
     """The LFA curve tables of the run, or computed now (into ``tmp``) where the run has none yet."""
-    from lfa.figures_lfa import CONVENTIONS
+    from lfa.assessment.figures import CONVENTIONS
 
     curves, gradients = [layout.curves(c) for c in CONVENTIONS], [layout.gradients(c) for c in CONVENTIONS]
     if all(path.exists() for path in curves + gradients):
         return curves, gradients
-    from lfa.curves import write_curves
+    from lfa.assessment.curves import write_curves
     from lfa.losses import lfa_grid
     from lfa.plugins import use_config_plugins
 
@@ -155,7 +155,7 @@ def run_metrics(config: dict[str, Any]) -> dict[str, list[Path]]:
 def evaluated_runs(config: dict[str, Any]) -> tuple[dict[str, list[Path]], list[Path]]:
     """The ``metrics.parquet`` of each experiment's runs that exist and were made from its prepared data as
     it is now, and those left out because they were made from other data (each file read once)."""
-    from lfa.datasets import verify_prepared
+    from lfa.data.datasets import verify_prepared
     from lfa.io import read_parquet_metadata
 
     layout = Layout.from_config(config)

@@ -40,7 +40,7 @@ def read_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 
 
 def fingerprint(job: Any, meta: dict[str, Any], code: dict[str, str] | None = None) -> str:
-    """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.plan.Job`), the prepared data it
+    """Identifies the run a checkpoint belongs to: the job's key (:class:`lfa.pipeline.plan.Job`), the prepared data it
     trains on (its content hash: pixels, ids, labels and folds; classes and size for data prepared before
     content hashes) and, for a loss or backbone of a plugin, the plugin file's SHA-256 (``code``)."""
     data = meta.get("data_hash") or {"classes": meta["class_names"], "n_samples": meta["n_samples"]}

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lfa.plan import RUN_OUTPUTS, Job, Layout, plan
+from lfa.pipeline.plan import RUN_OUTPUTS, Job, Layout, plan
 
 #: A log not written to for this long (or for three epochs, if longer) belongs to a job that is not running.
 QUIET_S = 600.0

@@ -3,7 +3,7 @@
 The input of every function is a *metrics frame*: the concatenation of per-job ``metrics.parquet`` files,
 one row per (job, class), with the key columns ``experiment, dataset, backbone, loss, seed, fold``
 (optionally ``ratio_k`` and ``class_name``), the column ``class`` and the metric columns of
-:data:`lfa.metrics.METRIC_COLUMNS`.  Missing values (NaN) are dropped and counted, never imputed.
+:data:`lfa.evaluation.metrics.METRIC_COLUMNS`.  Missing values (NaN) are dropped and counted, never imputed.
 See ``docs/schema.md`` for the file layouts.
 """
 
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from lfa import __version__
+from lfa.evaluation.metrics import METRIC_COLUMNS
 from lfa.io import read_table, write_parquet
-from lfa.metrics import METRIC_COLUMNS
-from lfa.plan import Plan
+from lfa.pipeline.plan import Plan
 
 __all__ = [
     "KEYS",
@@ -81,7 +81,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
         Long format, one row per configuration and metric, columns ``experiment, dataset, backbone, loss,
         [ratio_k,] metric, mean, std, n, n_nan, n_folds`` where ``n`` is the number of values used and
         ``n_folds`` the number of distinct (seed, fold) jobs.  Metrics keep the order of
-        :data:`lfa.metrics.METRIC_COLUMNS`.
+        :data:`lfa.evaluation.metrics.METRIC_COLUMNS`.
     """
     _require(metrics, [*KEYS, *RUN_KEYS])
     cols = _metric_columns(metrics)
@@ -257,7 +257,7 @@ def aggregate(runs: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
               metadata: Mapping[str, str]) -> dict[str, Path]:
     """``metrics``, ``summary``, ``per_class`` and ``comparisons`` Parquet files from each experiment's runs.
 
-    ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.plan.Plan.experiments`).
+    ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.pipeline.plan.Plan.experiments`).
     """
     out_dir = Path(out_dir)
     metrics = experiment_metrics(runs)

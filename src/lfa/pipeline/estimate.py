@@ -1,7 +1,7 @@
 """Planning the training jobs: which run (identical jobs once), and the GPU-hours they need.
 
 Shared jobs
-    Two experiments that run the same job (:class:`lfa.plan.Job`: same prepared dataset, backbone, loss,
+    Two experiments that run the same job (:class:`lfa.pipeline.plan.Job`: same prepared dataset, backbone, loss,
     seed, fold, settings and loss hyper-parameters; e.g. Table 5's 1:4 ratio, ``idc_k50`` with ResNet-50, is
     Table 4's ResNet-50 block) use one run folder; its GPU-hours are counted for the first experiment (in the
     config's order) that runs it, and the later ones list it as *shared*.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lfa.io import read_json
-from lfa.plan import Job, Layout, experiment_datasets, plan, split_prepared_name
+from lfa.pipeline.plan import Job, Layout, experiment_datasets, plan, split_prepared_name
 
 #: Where the throughput was measured (benchmarks/RESULTS.md, benchmarks/gpu_check.sh).
 CARD = "NVIDIA H100 80GB HBM3 (torch 2.11, bf16 autocast, channels_last, batch 100)"
@@ -36,7 +36,7 @@ THROUGHPUT: dict[str, tuple[int, float, float]] = {
     "cifar_resnet20": (32, 10796, 30267),
     "small_cnn": (8, 28918, 134146),
 }
-#: Measured ratio of the real training path (lfa.train.train: loader, augmentation, resizing) to the upper
+#: Measured ratio of the real training path (lfa.training.train.train: loader, augmentation, resizing) to the upper
 #: bound: ResNet-50 at 224, 0.93 device-resident and 0.97 streamed; the CIFAR ResNet at 32, 7468 images/s,
 #: 0.78 of the bare step measured beside it (9617) and 0.58 of the one in this table (12969): the lower is used.
 PATH_EFFICIENCY = {"large": 0.93, "small": 0.58}
@@ -68,7 +68,7 @@ def _prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | No
 
 def dataset_size(config: dict[str, Any], prepared: str) -> tuple[int, int, str]:
     """(images, packed side, where the number comes from) of a prepared dataset, with or without its data."""
-    from lfa.reference import COUNT_TABLES
+    from lfa.data.reference import COUNT_TABLES
     from lfa.sources import get_source
 
     meta = _prepared_meta(config, prepared)

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from lfa.metrics import METRIC_DISPLAY, PAPER_METRICS
+from lfa.evaluation.metrics import METRIC_DISPLAY, PAPER_METRICS
 
 SOURCE = (
     "Published values transcribed from the paper's README (LFA-CIFAR10 repository, Tables 2–5) and the "

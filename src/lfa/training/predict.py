@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.batches import Batcher, DeviceData, StreamingData, model_batches, n_batches
-from lfa.datasets import Prepared
-from lfa.device import autocast
+from lfa.data.batches import Batcher, DeviceData, StreamingData, model_batches, n_batches
+from lfa.data.datasets import Prepared
 from lfa.io import write_parquet
+from lfa.training.device import autocast
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Figure 2 (LFA curves) from the curve tables of :func:`lfa.curves.compute_curves`, and the loss colours.
+"""Figure 2 (LFA curves) from the curve tables of :func:`lfa.assessment.curves.compute_curves`, and the loss colours.
 
 This module reads DataFrames only and never imports torch, so the report can use it without the training
 stack. It draws on a :class:`matplotlib.figure.Figure` rendered by the Agg canvas and leaves pyplot's global
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 __all__ = ["CONVENTIONS", "CONVENTION_NOTE", "CONVENTION_TITLES", "loss_palette", "plot_figure2"]
 
-#: The LFA conventions (:mod:`lfa.curves`), with a short title each.
+#: The LFA conventions (:mod:`lfa.assessment.curves`), with a short title each.
 CONVENTION_TITLES = {
     "trained": "losses as trained (natural logarithms)",
     "figure2": "convention of the published Figure 2 (base-10 logarithm values)",
