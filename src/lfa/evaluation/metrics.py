@@ -577,7 +577,11 @@ def per_class_metrics(
         res["threshold"] = thr
         for name, values in res.items():
             columns[name].append(values)
+    return _frame(columns, n_classes)
 
+
+def _frame(columns: dict[str, list[np.ndarray]], n_classes: int) -> pd.DataFrame:
+    """The per-class frame from the blocks of classes: float64 metrics, int64 class and supports."""
     data: dict[str, np.ndarray] = {"class": np.arange(n_classes, dtype=np.int64)}
     for name in METRIC_COLUMNS:
         data[name] = np.concatenate(columns[name]).astype(np.float64) if n_classes else np.empty(0)
