@@ -1,6 +1,6 @@
 # The plan (every job, once) and the layout (every path) of the validated config: what all rules read.
 from lfa.pipeline.config import config_hash
-from lfa.assessment.figures import CONVENTIONS
+from lfa.assessment.conventions import CONVENTIONS
 from lfa.pipeline.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
 from lfa.plugins import plugin_files
 

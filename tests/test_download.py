@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fixtures_datasets import make_cifar, make_idc, tar_folder
 
-from lfa import download
+from lfa.data import download
 from lfa.data.download import fetch, md5sum, safe_extract
 from lfa.errors import ChecksumError, DownloadError, RawDataMissing, UnsafeArchiveError
 from lfa.sources import celeba as celeba_source

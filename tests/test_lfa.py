@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lfa.assessment.conventions import CONVENTION_NOTE, CONVENTIONS
 from lfa.assessment.curves import (
-    CONVENTION_NOTE,
-    CONVENTIONS,
     DEFAULT_GRID,
     compute_curves,
     gradient_curve,

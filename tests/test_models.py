@@ -10,10 +10,10 @@ import pytest
 import torch
 import torchvision
 
-from lfa import checkpoints
 from lfa.errors import CheckpointMismatch, UnreadableCheckpoint
 from lfa.evaluation.paper import TABLES
 from lfa.models import backbone_names, build_model, get_backbone, input_size
+from lfa.training import checkpoints
 from lfa.training.checkpoints import fetch_init, init_cache_path, load_init
 
 PAPER_BACKBONES = {"resnet50", "densenet121", "alexnet", "botnet", "cifar_resnet", "small_cnn"}

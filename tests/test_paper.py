@@ -13,7 +13,7 @@ import re
 import pandas as pd
 import pytest
 
-from lfa import paper
+from lfa.evaluation import paper
 
 # Verbatim copy of the README from "### Table 2" up to (not including) "## Reproducibility Notes".
 PAPER_README_TABLES = r"""

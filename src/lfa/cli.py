@@ -118,8 +118,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_curves(args: argparse.Namespace) -> int:
     """One table pair (``--out x.csv`` or ``x.parquet``), or a folder of tables and Figure-2 PNGs."""
+    from lfa.assessment.conventions import CONVENTIONS
     from lfa.assessment.curves import write_curves, write_lfa_folder
-    from lfa.assessment.figures import CONVENTIONS
     from lfa.losses import lfa_grid
 
     losses = [*(args.losses or []), *args.loss] or None

@@ -27,13 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfa.assessment.figures import CONVENTION_NOTE, CONVENTIONS
+from lfa.assessment.conventions import CONVENTIONS
 from lfa.errors import ConfigError
 from lfa.losses import Loss, build_loss, display_name, lfa_grid, loss_names
 
 __all__ = [
-    "CONVENTIONS",
-    "CONVENTION_NOTE",
     "DEFAULT_GRID",
     "DIRECTIONS",
     "FIGURE2_LOG_SCALE",

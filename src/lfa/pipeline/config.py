@@ -200,7 +200,7 @@ def _check_dataset(name: str, ds: dict[str, Any]) -> None:
 
 
 def _check_subset(key: str, subset: dict[str, Any], task: str) -> None:
-    from lfa import download, reference
+    from lfa.data import download, reference
 
     kind = subset["kind"]
     if kind == "long_tail" or (kind == "counts" and "counts_csv" not in subset):

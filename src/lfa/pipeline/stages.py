@@ -129,7 +129,7 @@ def report_stage(config: dict[str, Any], config_files: Sequence[str], out_html: 
 
 def _curve_files(config: dict[str, Any], layout: Layout, tmp: Path) -> tuple[list[Path], list[Path]]:
     """The LFA curve tables of the run, or computed now (into ``tmp``) where the run has none yet."""
-    from lfa.assessment.figures import CONVENTIONS
+    from lfa.assessment.conventions import CONVENTIONS
 
     curves, gradients = [layout.curves(c) for c in CONVENTIONS], [layout.gradients(c) for c in CONVENTIONS]
     if all(path.exists() for path in curves + gradients):

@@ -256,7 +256,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
 
 def build_context(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the template shows, read from the report's inputs (nothing is written)."""
-    from lfa.assessment.figures import CONVENTION_NOTE
+    from lfa.assessment.conventions import CONVENTION_NOTE
 
     check_config_hash(inputs)
     config = inputs.config
