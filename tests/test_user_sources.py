@@ -35,7 +35,9 @@ def _prepare(tmp_path: Path, ds: dict, name: str = "mine", n_splits: int = 3, ra
 
 
 def _cxr(x, **extra) -> dict:
-    return {"source": "csv", "root": str(x.images), "csv": str(x.csv), "image_size": 16, **CXR, **extra}
+    """A ChestX-ray14-style dataset; ungrouped on purpose unless the test groups it."""
+    return {"source": "csv", "root": str(x.images), "csv": str(x.csv), "image_size": 16, "group_column": "none", **CXR,
+            **extra}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -265,8 +267,10 @@ def test_a_missing_table_or_root_is_named(tmp_path):
 
 def test_a_relative_table_path_is_taken_from_the_root(tmp_path):
     c = chexpert_csv(tmp_path / "chex", n_patients=3)
-    data = get_source("csv").load(c.root, {"csv": c.csv_relative, "path_column": "Path", "label_columns": ["Edema"]})
+    data = get_source("csv").load(c.root, {"csv": c.csv_relative, "path_column": "Path", "label_columns": ["Edema"],
+                                           "group_pattern": r"(patient\d+)"})
     assert data.paths == c.paths
+    assert data.groups == [p.split("/")[2] for p in c.paths]  # the patientNNNNN folder
 
 
 def test_rows_with_another_number_of_fields_are_named(tmp_path):
@@ -326,7 +330,7 @@ def test_corrupt_images_leave_their_group_too(tmp_path):
 def test_chexpert_uncertain_values(tmp_path, uncertain):
     c = chexpert_csv(tmp_path / "chex", n_patients=6)
     ds = {"source": "csv", "root": str(c.root), "csv": c.csv_relative, "path_column": "Path",
-          "label_columns": CHEX_COLUMNS, "uncertain": uncertain, "image_size": 8}
+          "label_columns": CHEX_COLUMNS, "uncertain": uncertain, "image_size": 8, "group_column": "none"}
     _, meta, index, _ = _prepare(tmp_path, ds)
     labels = index[[f"label_{i}" for i in range(len(CHEX_COLUMNS))]].to_numpy()
     assert meta["class_names"] == CHEX_COLUMNS  # in label_columns order
@@ -420,7 +424,7 @@ def test_valid_user_configs_get_their_defaults():
 
 @pytest.mark.parametrize(("ds", "message"), [
     ({"source": "cifar10", "channels": 1}, r"datasets\.d\.channels: not used by source 'cifar10' \(a key of source "
-                                           r"csv, folder\)"),
+                                           r"chestxray14, chexpert, csv, folder, ham10000, isic2019\)"),
     ({"source": "folder", "csv": "t.csv"}, r"datasets\.d\.csv: not used by source 'folder' \(a key of source csv\)"),
     ({"source": "folder", "label_columns": ["A"]}, r"datasets\.d\.label_columns: not used by source 'folder'"),
     ({"source": "imagenet", "group_column": "P"}, r"datasets\.d\.group_column: not used by source 'imagenet'"),
@@ -436,7 +440,7 @@ def test_valid_user_configs_get_their_defaults():
     ({**TABLE, "labels_column": "L", "uncertain": "maybe"}, r"invalid configuration"),
     ({"source": "folder", "channels": 2}, r"invalid configuration"),
     ({"source": "folder", "subset": {"kind": "long_tail", "reference": "nope"}}, r"unknown reference"),
-    ({**TABLE, "labels_column": "L", "subset": {"kind": "counts", "reference": "cadcap"}},
+    ({"source": "chexpert", "subset": {"kind": "counts", "reference": "cadcap"}},
      r"datasets\.d\.subset\.kind: 'counts' needs a single-label dataset"),
 ])
 def test_user_source_config_checks(ds, message):
@@ -464,7 +468,7 @@ def test_the_check_sees_the_table_keys(tmp_path, capsys):
     config = validate_config(_config({"xray": _cxr(x, group_column="Patient ID"),
                                       "xray_lt": _cxr(x, image_size=8)}))
     specs = check_specs(config, "csv", tmp_path / "dl")
-    assert [s["group_column"] for s in specs if "group_column" in s] == ["Patient ID"]
+    assert [s["group_column"] for s in specs] == ["Patient ID", "none"]
     assert all(s["csv"] == str(x.csv) and s["path_column"] == "Image Index" and s["separator"] == "|"
                and "image_size" not in s for s in specs)
     marker = tmp_path / "marker"
@@ -535,8 +539,8 @@ def test_the_ratio_subsets_of_a_folder_dataset_get_one_channel_count(tmp_path):
 
 def test_a_table_not_in_utf8_too_few_groups_and_an_unknown_partition_are_named(tmp_path):
     x = chestxray_csv(tmp_path / "cxr", n_patients=3, partition_column="Split")
-    with pytest.raises(RawDataInvalid, match=r"datasets\.xray\.group_column \('Patient ID'\): 3 group\(s\) "
-                                             r"cannot fill 5 folds"):
+    with pytest.raises(RawDataInvalid, match=r"datasets\.xray: 3 group\(s\) cannot fill 5 folds .*\(grouping: "
+                                             r"group_column 'Patient ID'\)"):
         prepare("xray", dataset_spec(_cxr(x, group_column="Patient ID", partition_column="Split"), "xray"),
                 x.images, tmp_path / "out", 5, 0, tmp_path / "dl")
     config = validate_config(_config({"xray": _cxr(x, partition_column="Split", partitions=["tain"])}))

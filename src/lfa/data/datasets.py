@@ -8,8 +8,9 @@ A *prepared* dataset is a folder ``data/prepared/<name>/`` holding
   batch/position id), ``row`` (row in images.npy), ``fold`` (0..n_splits-1), one ``label_<c>`` int8 column
   per class (one-hot for single-label data, several ones for multi-label), ``partition`` (the official
   partition the sample comes from, e.g. CIFAR-10's train/test or CelebA's train/valid/test; "all" if none),
-  and, only for a source with groups (``source: csv`` with ``group_column``), ``group`` (str: the sample's group,
-  e.g. its patient; every group lies in one fold);
+  and, only for a source with groups (a table with ``group_column`` or ``group_pattern``, a named release),
+  ``group`` (str: the sample's group, e.g. its patient; every group lies in one fold). ``fold`` is
+  :data:`TEST_FOLD` (-1) for the samples of a fixed test split (``test_split``);
 - ``counts.csv``: class, name, count;
 - ``meta.json``: name, source, task, class names, image shape, ratio_k, and the provenance the report shows
   (raw root, partitions, expected counts, the seed's reference table, skipped corrupt files).
@@ -38,9 +39,9 @@ from lfa.sources import get_source
 from lfa.sources.base import FileList, RawData
 from lfa.sources.images import compact_rows, image_channels, pack_files, save_rows
 
-__all__ = ["CorruptImageError", "DataCheck", "Prepared", "assign_folds", "assign_group_folds", "dataset_summary",
-           "folds_without_positives", "load_prepared", "long_tail_counts", "prepare", "ratio_counts",
-           "subset_indices", "verify_prepared"]
+__all__ = ["TEST_FOLD", "CorruptImageError", "DataCheck", "Prepared", "assign_folds", "assign_group_folds",
+           "dataset_summary", "folds_without_positives", "groups_across_folds", "load_prepared", "long_tail_counts",
+           "prepare", "ratio_counts", "split_rows", "subset_indices", "verify_prepared"]
 
 
 def long_tail_counts(available: np.ndarray, reference: list[int]) -> np.ndarray:
@@ -158,6 +159,10 @@ def subset_indices(labels: np.ndarray, class_names: list[str], task: str, subset
     raise ConfigError(f"unknown subset kind {kind!r}")
 
 
+#: The fold of the samples of a fixed test split (``test_split``): never trained or validated on.
+TEST_FOLD = -1
+
+
 def assign_folds(labels: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | list | None = None) -> np.ndarray:
     """Stratified fold assignment: within each label pattern, samples are dealt round-robin in random order.
 
@@ -232,11 +237,13 @@ def assign_group_folds(labels: np.ndarray, groups: np.ndarray | list, n_splits: 
 
 def folds_without_positives(labels: np.ndarray, folds: np.ndarray, n_splits: int,
                             class_names: list[str]) -> dict[str, list[int]]:
-    """Classes that have no positive sample in some fold, with those folds (their metrics are undefined there)."""
+    """Classes without a positive sample in some run's test set, with those folds (their metrics are undefined
+    there): the folds of the rotation, or :data:`TEST_FOLD` for a fixed test split."""
+    tests = [TEST_FOLD] if (folds == TEST_FOLD).any() else list(range(n_splits))
     out = {}
     for c, name in enumerate(class_names):
-        present = np.bincount(folds[labels[:, c] > 0].astype(np.int64), minlength=n_splits)
-        empty = np.flatnonzero(present == 0).tolist()
+        present = set(np.unique(folds[labels[:, c] > 0]).tolist())
+        empty = [f for f in tests if f not in present]
         if empty:
             out[name] = empty
     return out
@@ -266,6 +273,17 @@ class _Selected:
     partition: list[str]
     provenance: dict[str, Any]
     groups: list[str] | None = None
+    test: np.ndarray | None = None  # the fixed test split's rows (a release's official test list), or None
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only ``rows`` (e.g. after corrupt files were skipped)."""
+        self.labels = self.labels[rows]
+        self.ids = [self.ids[i] for i in rows]
+        self.partition = [self.partition[i] for i in rows]
+        if self.groups is not None:
+            self.groups = [self.groups[i] for i in rows]
+        if self.test is not None:
+            self.test = self.test[rows]
 
 
 def _select(raw: RawData | FileList, spec: dict[str, Any], downloads: str | Path) -> tuple[np.ndarray, _Selected]:
@@ -276,8 +294,9 @@ def _select(raw: RawData | FileList, spec: dict[str, Any], downloads: str | Path
         labels=raw.labels[idx] if new_labels is None else new_labels[idx],
         class_names=raw.class_names if new_names is None else new_names,
         task=raw.task if new_labels is None else "single_label",
-        ids=[raw.ids[i] for i in idx], partition=partition, provenance=provenance,
-        groups=None if raw.groups is None else [raw.groups[i] for i in idx])
+        ids=[raw.ids[i] for i in idx], partition=partition, provenance={**raw.notes, **provenance},
+        groups=None if raw.groups is None else [raw.groups[i] for i in idx],
+        test=None if raw.test is None else np.asarray(raw.test, dtype=bool)[idx])
 
 
 def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[str, Any], target: str,
@@ -307,21 +326,52 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
     finally:
         if os.path.exists(compacted):
             os.unlink(compacted)
-    sel.labels = sel.labels[keep]
-    sel.ids = [sel.ids[i] for i in keep]
-    sel.partition = [sel.partition[i] for i in keep]
-    if sel.groups is not None:
-        sel.groups = [sel.groups[i] for i in keep]
+    sel.keep(keep)
     for _, path, reason in result.failed:
         print(f"skipped corrupt image {raw.root / path}: {reason}", flush=True)
     return shape, result.failed
 
 
 def _folds(sel: _Selected, n_splits: int, split_seed: int, spec: dict[str, Any]) -> np.ndarray:
+    """Each sample's fold: the stratified (group) k-fold over the samples outside a fixed test split, whose
+    samples get :data:`TEST_FOLD`. No group may span two folds (checked here, and again by the report)."""
+    rest = np.arange(len(sel.labels)) if sel.test is None else np.flatnonzero(~sel.test)
+    groups = None if sel.groups is None else [sel.groups[i] for i in rest]
+    folds = np.full(len(sel.labels), TEST_FOLD, dtype=np.int8)
     try:
-        return assign_folds(sel.labels, n_splits, split_seed, groups=sel.groups)
-    except ValueError as err:  # too few groups for the folds
-        raise RawDataInvalid(f"datasets.{spec['base']}.group_column ({spec.get('group_column')!r}): {err}") from None
+        folds[rest] = assign_folds(sel.labels[rest], n_splits, split_seed, groups=groups)
+    except ConfigError as err:  # too few groups for the folds
+        raise RawDataInvalid(f"datasets.{spec['base']}: {err} (grouping: "
+                             f"{sel.provenance.get('grouping', spec.get('group_column'))})") from None
+    if sel.groups is not None:
+        spanning = groups_across_folds(sel.groups, folds)
+        if spanning:
+            raise RawDataInvalid(f"datasets.{spec['base']}: {len(spanning)} group(s) span two folds (e.g. "
+                                 f"{', '.join(spanning[:5])}); the test split must hold whole groups")
+    return folds
+
+
+def groups_across_folds(groups: list[str] | np.ndarray, folds: np.ndarray) -> list[str]:
+    """Groups with samples in more than one fold (the fixed test split counting as one), sorted."""
+    frame = pd.DataFrame({"group": np.asarray(groups, dtype=str), "fold": folds})
+    per_group = frame.groupby("group")["fold"].nunique()
+    return sorted(per_group.index[per_group > 1].tolist())
+
+
+def split_rows(folds: np.ndarray, fold: int, n_splits: int) -> dict[str, np.ndarray]:
+    """The samples a run of fold ``fold`` trains, validates and tests on.
+
+    The seed's rotation: test fold ``fold``, validation fold ``fold + 1`` (mod n_splits), training the rest. With
+    a fixed test split (samples of :data:`TEST_FOLD`), the folds rotate over the other samples: validation fold
+    ``fold``, training the other folds, test always the test split.
+    """
+    folds = np.asarray(folds)
+    if (folds == TEST_FOLD).any():
+        return {"train": np.flatnonzero((folds != TEST_FOLD) & (folds != fold)),
+                "val": np.flatnonzero(folds == fold), "test": np.flatnonzero(folds == TEST_FOLD)}
+    val_fold = (fold + 1) % n_splits
+    return {"train": np.flatnonzero((folds != fold) & (folds != val_fold)),
+            "val": np.flatnonzero(folds == val_fold), "test": np.flatnonzero(folds == fold)}
 
 
 def content_hash(images: str | Path, index: pd.DataFrame, class_names: list[str], chunk: int = 4096) -> str:
@@ -431,7 +481,8 @@ def prepare(name: str, spec: dict[str, Any], root: str | Path, out_dir: str | Pa
         index = _index_frame(sel, folds)
         data_hash = content_hash(tmp, index, sel.class_names)
     for cls, empty in folds_without_positives(sel.labels, folds, n_splits, sel.class_names).items():
-        print(f"WARNING: {name}: class {cls!r} has no positive sample in fold(s) {empty}; its per-class metrics "
+        where = "the test split" if empty == [TEST_FOLD] else f"fold(s) {empty}"
+        print(f"WARNING: {name}: class {cls!r} has no positive sample in {where}; its per-class metrics "
               "are undefined there (left out of the means and counted in the report)", file=sys.stderr, flush=True)
     with atomic_path(out / "index.parquet") as tmp:
         index.to_parquet(tmp, index=False)
@@ -475,7 +526,8 @@ def _meta_extras(spec: dict[str, Any], options: Any, sel: _Selected) -> dict[str
     if sel.task == "multi_label":  # e.g. ChestX-ray14's No Finding: negatives for every class
         extras["n_no_positive"] = int((sel.labels.sum(axis=1) == 0).sum())
     if sel.groups is not None:
-        extras["group_column"] = spec.get("group_column", "group")
+        if spec.get("group_column"):
+            extras["group_column"] = spec["group_column"]
         extras["n_groups"] = len(set(sel.groups))
     return extras
 
@@ -495,14 +547,8 @@ class Prepared:
         return list(self.meta["class_names"])
 
     def split(self, fold: int) -> dict[str, np.ndarray]:
-        """Indices of the seed's rotation: test fold ``fold``, validation fold ``fold+1``, train the rest."""
-        n_splits = self.meta["n_splits"]
-        val_fold = (fold + 1) % n_splits
-        return {
-            "train": np.flatnonzero((self.folds != fold) & (self.folds != val_fold)),
-            "val": np.flatnonzero(self.folds == val_fold),
-            "test": np.flatnonzero(self.folds == fold),
-        }
+        """Indices of the run of fold ``fold`` (:func:`split_rows`)."""
+        return split_rows(self.folds, fold, self.meta["n_splits"])
 
 
 def load_prepared(path: str | Path, mmap: bool = False) -> Prepared:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lfa.data.datasets import split_rows
 from lfa.errors import ConfigError, PredictionsMismatch
 from lfa.evaluation.metrics import METRIC_COLUMNS, per_class_metrics
 from lfa.io import read_json, read_parquet_metadata, read_table, write_parquet
@@ -49,14 +50,14 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
         if not (df["split"] == split).any():
             raise PredictionsMismatch(f"{path}: no rows with split == {split!r}; nothing to evaluate")
     if index is not None and fold is not None:
-        val_fold = (fold + 1) % meta["n_splits"]
-        for split, f in (("val", val_fold), ("test", fold)):
-            want = set(index.loc[index["fold"] == f, "id"].astype(str))
+        rows = split_rows(index["fold"].to_numpy(), fold, meta["n_splits"])
+        for split in ("val", "test"):
+            want = set(index["id"].to_numpy(str)[rows[split]])
             have = set(df.loc[df["split"] == split, "id"].astype(str))
             if want != have:
                 raise PredictionsMismatch(
-                    f"{path}: the {split} ids are not fold {f} of the prepared dataset {meta['name']} "
-                    f"({len(have - want)} foreign, {len(want - have)} missing): train the job again")
+                    f"{path}: the {split} ids are not those of fold {fold}'s run on the prepared dataset "
+                    f"{meta['name']} ({len(have - want)} foreign, {len(want - have)} missing): train the job again")
     return stamped or ""
 
 

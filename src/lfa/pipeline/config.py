@@ -65,28 +65,62 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 def check_config(config: dict[str, Any]) -> None:
     """Import the config's plugins, then check names against the package registries, cross-references between
-    sections and the losses' terms on the LFA grid."""
+    sections, the tables already in place (:meth:`lfa.sources.Source.check_layout`) and the losses' terms on the
+    LFA grid. Every problem found is reported at once, one line each."""
     _use_plugins(config)
+    problems: list[str] = []
+
+    def attempt(check: Any, *args: Any) -> bool:
+        try:
+            check(*args)
+        except ConfigError as err:
+            problems.append(str(err))
+            return False
+        return True
+
+    attempt(_check_names, config)
+    attempt(_check_folders, config)
+    attempt(_check_init, config, "train", config["train"]["init"])
+    for name, exp in config["experiments"].items():
+        attempt(_check_init, config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
+    attempt(_check_loss_params, config)
+    roots: dict[str, tuple[str, str]] = {}
+    for name, ds in config["datasets"].items():
+        if attempt(_check_dataset, name, ds) and attempt(_check_root, name, ds, roots):
+            attempt(_check_layout, config, name, ds)
+    for name, exp in config["experiments"].items():
+        attempt(_check_experiment, config, name, exp)
+    for fold in config["folds"]:
+        if fold >= config["n_splits"]:
+            problems.append(f"folds: fold {fold} does not exist with n_splits = {config['n_splits']}")
+    attempt(_check_losses, config)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems in the configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _check_names(config: dict[str, Any]) -> None:
     for section in ("datasets", "experiments"):
         for name in config[section]:
             if not SAFE_NAME.fullmatch(name) or ".." in name:
                 raise ConfigError(f"{section}.{name}: names may hold letters, digits and _ . - only (not starting "
                                   "with . _ or -, no '..'), since they name folders and files")
-    _check_folders(config)
-    _check_init(config, "train", config["train"]["init"])
-    for name, exp in config["experiments"].items():
-        _check_init(config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
-    _check_loss_params(config)
-    roots: dict[str, tuple[str, str]] = {}
-    for name, ds in config["datasets"].items():
-        _check_dataset(name, ds)
-        _check_root(name, ds, roots)
-    for name, exp in config["experiments"].items():
-        _check_experiment(config, name, exp)
-    for fold in config["folds"]:
-        if fold >= config["n_splits"]:
-            raise ConfigError(f"folds: fold {fold} does not exist with n_splits = {config['n_splits']}")
-    _check_losses(config)
+
+
+def _check_layout(config: dict[str, Any], name: str, ds: dict[str, Any]) -> None:
+    """What the raw data already in place says against the config (a table's images that look grouped while no
+    grouping is configured); data not yet there is the raw-data check's."""
+    from lfa.errors import LfaError
+    from lfa.pipeline.plan import Layout
+    from lfa.sources import get_source
+
+    try:
+        get_source(ds["source"]).check_layout(f"datasets.{name}", ds, Layout.from_config(config).dataset_raw(ds))
+    except ConfigError:
+        raise
+    except LfaError:
+        return  # unreadable data: the raw-data check names it, reading all of it
 
 
 def _use_plugins(config: dict[str, Any]) -> None:
@@ -224,7 +258,7 @@ def _check_subset(key: str, subset: dict[str, Any], task: str) -> None:
         for needed in ("positive_class", "ratios"):
             if needed not in subset:
                 raise ConfigError(f"{key}.subset.{needed}: required for kind binary_ratio")
-    if kind != "all" and task != "single_label":
+    if kind != "all" and task == "multi_label":  # a task known from the data only (csv) is checked by prepare
         raise ConfigError(f"{key}.subset.kind: {kind!r} needs a single-label dataset; the source is {task}")
 
 

@@ -9,7 +9,11 @@
 | ``cadcap`` | :mod:`lfa.sources.cadcap` | manual: released on request by its authors |
 | ``celeba`` | :mod:`lfa.sources.celeba` | automatic from the official mirror when it answers, else manual |
 | ``folder`` | :mod:`lfa.sources.folder` | manual: your own images, one sub-folder per class (ImageFolder) |
-| ``csv`` | :mod:`lfa.sources.table` | manual: your own images listed in a CSV of paths and labels (multi-label) |
+| ``csv`` | :mod:`lfa.sources.table` | manual: your own images listed in a CSV of paths and labels |
+| ``ham10000`` | :mod:`lfa.sources.ham10000` | manual: HAM10000 as released (a preset of ``csv``, :mod:`lfa.sources.release`) |
+| ``isic2019`` | :mod:`lfa.sources.isic2019` | manual: the ISIC 2019 training set as released |
+| ``chexpert`` | :mod:`lfa.sources.chexpert` | manual: CheXpert (v1.0-small or v1.0) as released |
+| ``chestxray14`` | :mod:`lfa.sources.chestxray14` | manual: NIH ChestX-ray14 as released |
 
 :func:`ensure_raw` is what the ``download_<source>`` rules run: if the raw data is already in its official
 layout nothing is downloaded; otherwise an automatic source is fetched, and a manual one fails at once
@@ -25,7 +29,20 @@ from typing import Any
 from lfa.errors import RawDataInvalid, RawDataMissing
 
 # each module registers its source
-from lfa.sources import cadcap, celeba, cifar, digits, folder, idc, imagenet, table  # noqa: F401
+from lfa.sources import (  # noqa: F401
+    cadcap,
+    celeba,
+    chestxray14,
+    chexpert,
+    cifar,
+    digits,
+    folder,
+    ham10000,
+    idc,
+    imagenet,
+    isic2019,
+    table,
+)
 from lfa.sources.base import FileList, RawData, Source, get_source, register_source, source_names
 
 __all__ = ["FileList", "RawData", "RawDataInvalid", "RawDataMissing", "Source", "check_specs", "ensure_raw",

@@ -39,6 +39,8 @@ class RawData:
     task: str = "single_label"  # or "multi_label"
     partition: list[str] | None = None
     groups: list[str] | None = None
+    test: np.ndarray | None = None  # as FileList.test
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -57,6 +59,8 @@ class FileList:
 
     ``ids`` default to the relative paths (unique within a dataset). ``groups``: each file's group (e.g. a
     patient), or None; the folds then keep every group in one fold (:func:`lfa.data.datasets.assign_folds`).
+    ``test``: each file's membership of a fixed test split (e.g. a release's official test list), or None; the
+    folds then rotate over the other files. ``notes``: what meta.json records besides (grouping, dropped classes).
     """
 
     root: Path
@@ -67,6 +71,8 @@ class FileList:
     partition: list[str] | None = None
     ids: list[str] = field(default_factory=list)
     groups: list[str] | None = None
+    test: np.ndarray | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -78,6 +84,8 @@ class FileList:
             raise ValueError("partition must have one entry per file")
         if self.groups is not None and len(self.groups) != len(self.paths):
             raise ValueError("groups must have one entry per file")
+        if self.test is not None and len(self.test) != len(self.paths):
+            raise ValueError("test must have one entry per file")
 
 
 class Source:
@@ -149,6 +157,10 @@ class Source:
     def check_spec(self, key: str, spec: dict[str, Any]) -> None:
         """Config check of this source's own keys of one dataset (``key``: ``datasets.<name>``); raise
         ValueError with a message naming the key (the config check turns it into a ConfigError)."""
+
+    def check_layout(self, key: str, spec: dict[str, Any], root: Path) -> None:
+        """The config check's look at raw data already in place under ``root`` (cheap: e.g. a table's header and
+        first rows); raise :class:`lfa.errors.LfaError` naming the key. Missing data is the raw-data check's."""
 
     def known_partitions(self, spec: dict[str, Any]) -> list[str] | None:
         """The partition names ``datasets.<name>.partitions`` may use; None: they depend on the data and are
