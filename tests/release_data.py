@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from user_data import CHEXPERT_LABELS, class_image, xray_image
 
 #: HAM10000's seven diagnoses (dx), sorted: the class order of source ham10000; and roughly their shares.

@@ -101,7 +101,9 @@ def test_every_recipe_gives_a_report_with_every_table_and_figure(work):
 
     for name in (*config["experiments"], "Squared error", "timm:resnet18", "tiny_mlp", get_source("csv").title,
                  get_source("folder").title, "table <code>../Data_Entry_2017.csv</code>",
-                 "every <code>Patient ID</code> in one fold (30 groups)", "without any positive label"):
+                 "grouped by <code>group_column &#39;Patient ID&#39;</code>, 30 groups; checked: no group spans two "
+                 "folds", "grouped by <code>group_pattern &#39;(patient\\d+)&#39;</code>, 16 groups",
+                 "without any positive label"):
         assert name in html, name
     for experiment in config["experiments"]:
         assert (work / f"results/tables/{experiment}.csv").exists()

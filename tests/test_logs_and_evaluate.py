@@ -114,8 +114,8 @@ def test_predictions_of_other_data_classes_or_splits_are_refused(tmp_path):
         check_predictions(path, _meta(data_hash="xyz"))
     with pytest.raises(PredictionsMismatch, match=r"scores for 3 classes .*the prepared dataset d has 4"):
         check_predictions(path, _meta(n_classes=4))
-    with pytest.raises(PredictionsMismatch, match=r"the val ids are not those of fold 2's run on the prepared dataset d "
-                                                  r"\(200 foreign, 0 missing\)"):
+    with pytest.raises(PredictionsMismatch, match=r"the val ids are not those of fold 2's run on the prepared "
+                                                  r"dataset d \(200 foreign, 0 missing\)"):
         check_predictions(path, _meta(), index, fold=2)  # the fold rotation of another job
     df[df.split == "val"].drop(columns=["label_2", "score_2"]).to_parquet(path)
     with pytest.raises(PredictionsMismatch, match="scores for 2 classes"):

@@ -573,6 +573,18 @@ def load_prepared(path: str | Path, mmap: bool = False) -> Prepared:
     )
 
 
+def group_check(index_path: Path, fix: str) -> dict[str, Any] | None:
+    """Whether any group of a prepared dataset spans two folds (the fixed test split counting as one), read from
+    its index: ``{"n_groups", "n_spanning", "spanning"}`` (the first five), or None for a dataset without groups."""
+    from lfa.io import parquet_columns
+
+    if "group" not in parquet_columns(index_path, fix):
+        return None
+    index = read_table(index_path, ["group", "fold"], fix=fix)
+    spanning = groups_across_folds(index["group"].to_numpy(str), index["fold"].to_numpy())
+    return {"n_groups": int(index["group"].nunique()), "n_spanning": len(spanning), "spanning": spanning[:5]}
+
+
 def dataset_summary(path: str | Path) -> dict[str, Any]:
     """Meta plus counts of a prepared dataset, for the report (no image data read).
 
@@ -588,6 +600,7 @@ def dataset_summary(path: str | Path) -> dict[str, Any]:
     meta["counts"] = read_csv(path / "counts.csv", fix).to_dict("records")
     images = path / "images.npy"
     meta["size_bytes"] = os.path.getsize(images) if images.exists() else None
+    meta["group_check"] = group_check(path / "index.parquet", fix)
     table = COUNT_TABLES.get(meta.get("reference_table") or "")
     meta["seed_counts"] = None
     meta["count_differences"] = []

@@ -136,11 +136,12 @@ def _use_plugins(config: dict[str, Any]) -> None:
 def _check_losses(config: dict[str, Any]) -> None:
     """Every loss of an experiment builds with its hyper-parameters and can train (:func:`lfa.losses.check_terms`)."""
     from lfa.logs import error_line
-    from lfa.losses import build_loss, check_terms, get_loss, lfa_grid
+    from lfa.losses import build_loss, check_terms, get_loss, lfa_grid, loss_names
     from lfa.registry import origin_of
 
     grid = lfa_grid(config["lfa_grid_points"])
-    for name in sorted({loss for exp in config["experiments"].values() for loss in exp["losses"]}):
+    known = set(loss_names())  # an unknown name is the experiment check's
+    for name in sorted({loss for exp in config["experiments"].values() for loss in exp["losses"]} & known):
         key = f"loss_params.{name}" if name in config["loss_params"] else f"losses: {name}"
         try:
             check_terms(build_loss(name, **config["loss_params"].get(name, {})), grid)

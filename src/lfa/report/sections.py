@@ -4,6 +4,7 @@ the tables and the figure files are written by :mod:`lfa.report.render`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,14 @@ def dataset_sections(layout: Layout, datasets: list[str]) -> list[dict[str, Any]
     return out
 
 
+def _family_group_check(subsets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    checks = [meta["group_check"] for meta in subsets if meta.get("group_check")]
+    if not checks:
+        return None
+    return {"n_groups": max(c["n_groups"] for c in checks), "n_spanning": sum(c["n_spanning"] for c in checks),
+            "spanning": sorted({g for c in checks for g in c["spanning"]})[:5]}
+
+
 def ratio_family(base: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
     """One Datasets entry for the ratio subsets of the binary_ratio dataset ``base`` (largest k first): what
     they share, one row of provenance per subset and one chart of their counts."""
@@ -120,6 +129,8 @@ def ratio_family(base: str, subsets: list[dict[str, Any]]) -> dict[str, Any]:
         "family": True, "name": base, "source": first["source"], "title": first.get("title"),
         "root": first.get("root"), "source_options": first.get("source_options"),
         "group_column": first.get("group_column"), "n_groups": first.get("n_groups"),
+        **{key: first.get(key) for key in ("grouping", "test_split", "dropped_classes", "empty_classes")},
+        "group_check": _family_group_check(subsets),
         "image_shape": first["image_shape"],
         "class_names": first["class_names"], "n_splits": first["n_splits"], "split_seed": first["split_seed"],
         "unit": first.get("unit"), "scaled_demo": first["scaled_demo"], "subsets": rows,
@@ -201,12 +212,26 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
     return figures
 
 
+#: A per-class cell whose class has no positive test image in any run: its metrics are undefined, not missing.
+NO_POSITIVES = "no positives"
+
+
+def _classes_without_positives(metrics: pd.DataFrame) -> set[tuple[str, str, int]]:
+    """(dataset, backbone, class) whose test splits held no positive in any run evaluated."""
+    if "n_pos" not in metrics.columns or metrics.empty:
+        return set()
+    totals = metrics.groupby(["dataset", "backbone", "class"])["n_pos"].sum()
+    return {(str(d), str(b), int(c)) for (d, b, c), n in totals.items() if n == 0}
+
+
 def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
     out = []
     pc = res.per_class[res.per_class.experiment == name]
+    empty = _classes_without_positives(res.metrics[res.metrics.experiment == name])
     for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
         wide = part[part.metric.isin(["auc", "recall", "f1", "threshold"])].copy()
-        wide["cell"] = [format_cell(m, s, 2) for m, s in zip(wide["mean"], wide["std"], strict=True)]
+        wide["cell"] = [NO_POSITIVES if (dataset, backbone, c) in empty and math.isnan(m) else format_cell(m, s, 2)
+                        for c, m, s in zip(wide["class"], wide["mean"], wide["std"], strict=True)]
         wide["col"] = wide["loss"].map(lambda n: label_of(res.labels, n)) + " " + wide["metric"].map(METRIC_LABELS)
         t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
         t.columns.name = None  # no header cell naming the pivoted column

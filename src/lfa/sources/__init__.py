@@ -10,7 +10,7 @@
 | ``celeba`` | :mod:`lfa.sources.celeba` | automatic from the official mirror when it answers, else manual |
 | ``folder`` | :mod:`lfa.sources.folder` | manual: your own images, one sub-folder per class (ImageFolder) |
 | ``csv`` | :mod:`lfa.sources.table` | manual: your own images listed in a CSV of paths and labels |
-| ``ham10000`` | :mod:`lfa.sources.ham10000` | manual: HAM10000 as released (a preset of ``csv``, :mod:`lfa.sources.release`) |
+| ``ham10000`` | :mod:`lfa.sources.ham10000` | manual: HAM10000 as released (presets of ``csv``: ``release``) |
 | ``isic2019`` | :mod:`lfa.sources.isic2019` | manual: the ISIC 2019 training set as released |
 | ``chexpert`` | :mod:`lfa.sources.chexpert` | manual: CheXpert (v1.0-small or v1.0) as released |
 | ``chestxray14`` | :mod:`lfa.sources.chestxray14` | manual: NIH ChestX-ray14 as released |

@@ -1,4 +1,4 @@
-"""``source: chestxray14``: NIH ChestX-ray14 (Wang et al. 2017), 14 findings in 112,120 frontal radiographs, as released.
+"""``source: chestxray14``: NIH ChestX-ray14 (Wang et al. 2017), 14 findings in 112,120 radiographs, as released.
 
 ``root`` holds ``Data_Entry_2017_v2020.csv`` (or the older ``Data_Entry_2017.csv``), the images in
 ``images_001/images/`` … ``images_012/images/`` (or all of them in one ``images/``) and the official split,

@@ -27,5 +27,5 @@ class Isic2019Source(ReleaseSource):
              "ISIC_2019_Training_Metadata.csv, ISIC_2019_Training_GroundTruth.csv).")
     preset = {"csv": "ISIC_2019_Training_GroundTruth.csv", "path_template": "{image}.jpg",
               "roots": ["ISIC_2019_Training_Input"], "label_columns": ISIC2019_CLASSES, "drop_classes": ["UNK"],
-              "join": {"csv": "ISIC_2019_Training_Metadata.csv", "on": "image"}, "group_column": "lesion_id",
+              "join": {"csv": "ISIC_2019_Training_Metadata.csv", "key": "image"}, "group_column": "lesion_id",
               "blank_group_is_image": True}

@@ -17,7 +17,7 @@ Dataset keys (``datasets.<name>.<key>``, docs/datasets.md):
 - groups (all images of a group land in one fold): ``group_column`` (e.g. ``Patient ID``; ``none``: ungrouped on
   purpose) or ``group_pattern`` (a regex over the path whose first group is the group id); without either, a
   column or path component that looks like a patient or lesion stops the check (:mod:`lfa.sources.grouping`);
-- ``join: {csv, on}``: a second table whose columns join each row by the key column ``on`` (ISIC 2019's metadata);
+- ``join: {csv, key}``: a second table whose columns join each row by the key column ``key`` (ISIC 2019's metadata);
 - ``partition_column`` (optional): each image's given partition, selectable with ``partitions:``;
 - ``test_split``: a fixed test set (``{partition: v}``, ``{column: c, value: v}``, ``{file: list.txt}`` or
   ``{csv: second table}``); the folds then rotate over the rest;
@@ -39,7 +39,7 @@ import numpy as np
 
 from lfa.errors import ConfigError, RawDataInvalid, RawDataMissing
 from lfa.sources.base import FileList, Source, register_source
-from lfa.sources.grouping import NO_GROUPS, groups_from_pattern, grouping_configured, leak_hint, shared_groups
+from lfa.sources.grouping import NO_GROUPS, grouping_configured, groups_from_pattern, leak_hint, shared_groups
 from lfa.sources.locate import absent_hint, locate, resolve_roots
 
 #: What a cell of a label column may hold (after stripping blanks): 1, 0, -1 (uncertain), or nothing (0).
@@ -146,11 +146,11 @@ def _existing_table(root: Path, name: str, key: str) -> Path:
 
 
 def join_part(part: Part, root: Path, spec: dict[str, Any]) -> Part:
-    """``part`` with the columns of the ``join`` table added to each row by the key column ``join.on`` (blank
+    """``part`` with the columns of the ``join`` table added to each row by the key column ``join.key`` (blank
     where the key is not in the joined table; the first table's column wins where both have one)."""
     join = spec["join"]
     other = read_part(_existing_table(root, join["csv"], _key(spec, "join.csv")))
-    mine, theirs = part.index(spec, "join.on", join["on"]), other.index(spec, "join.on", join["on"])
+    mine, theirs = part.index(spec, "join.key", join["key"]), other.index(spec, "join.key", join["key"])
     by_key: dict[str, list[str]] = {}
     twice = []
     for line, row in zip(other.lines, other.rows, strict=True):
@@ -158,8 +158,8 @@ def join_part(part: Part, root: Path, spec: dict[str, Any]) -> Part:
             twice.append(line)
         by_key.setdefault(row[theirs].strip(), row)
     if twice:
-        raise RawDataInvalid(f"{other.path}: key(s) in column {join['on']!r} listed twice in {_lines(twice)}; "
-                             f"{_key(spec, 'join.on')} must name one row of the joined table per image")
+        raise RawDataInvalid(f"{other.path}: key(s) in column {join['key']!r} listed twice in {_lines(twice)}; "
+                             f"{_key(spec, 'join.key')} must name one row of the joined table per image")
     extra = [c for c, name in enumerate(other.header) if name not in part.header]
     blank = [""] * len(extra)
     rows = [row + ([match[c] for c in extra] if (match := by_key.get(row[mine].strip())) else blank)
@@ -247,7 +247,7 @@ def _groups(part: Part, paths: list[str], spec: dict[str, Any]) -> list[str] | N
     if spec.get("group_pattern"):
         groups, unmatched = groups_from_pattern(paths, spec["group_pattern"])
         if unmatched:
-            raise RawDataInvalid(f"{part.path}: {_key(spec, 'group_pattern')} {spec['group_pattern']!r} finds no "
+            raise RawDataInvalid(f"{part.path}: {_key(spec, 'group_pattern')} '{spec['group_pattern']}' finds no "
                                  f"group in the path of {_lines([part.lines[r] for r in unmatched])} (e.g. "
                                  f"{paths[unmatched[0]]!r}); its first parenthesised group must match every path")
         return groups
