@@ -26,7 +26,8 @@ rule report:
             category="Figures",
         ),
         tables=report(
-            [str(LAYOUT.table(name, ext)) for name in config["experiments"] for ext in ("csv", "tex")],
+            [str(LAYOUT.table(name, ext, kind)) for name in config["experiments"] for ext in ("csv", "tex")
+             for kind in ("", "imbalance")],
             caption="../report/tables.rst",
             category="Tables",
         ),

@@ -10,6 +10,8 @@ import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     auc,
+    average_precision_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     fbeta_score,
@@ -55,6 +57,7 @@ def _reference_class(yv: np.ndarray, sv: np.ndarray, yt: np.ndarray, st: np.ndar
             row["auc"] = np.nan
     if _undefined(caught):
         row["auc"] = np.nan
+    row.update(_score_metrics(yt, st))
     if np.isnan(row["threshold"]) or yt.size == 0:
         return row
     pred = (st > threshold).astype(np.int64)
@@ -68,7 +71,37 @@ def _reference_class(yv: np.ndarray, sv: np.ndarray, yt: np.ndarray, st: np.ndar
     tn, fp, fn, tp = confusion_matrix(yt, pred, labels=[0, 1]).ravel()
     row["miss"] = fn / (tp + fn) if tp + fn else np.nan
     row["overflow"] = fp / (fp + tn) if fp + tn else np.nan
+    row["sensitivity"] = tp / (tp + fn) if tp + fn else np.nan
+    row["specificity"] = tn / (tn + fp) if tn + fp else np.nan
     return row
+
+
+def reference_calibration_error(yt: np.ndarray, st: np.ndarray, n_bins: int = 15) -> float:
+    """torchmetrics' BinaryCalibrationError(n_bins, norm="l1") in plain loops: bins [i/n, (i+1)/n) (a score of 1
+    in the last), sum over bins of |mean label - mean score| times the bin's share of the samples."""
+    total, n = 0.0, len(st)
+    for i in range(n_bins):
+        lo, hi = i / n_bins, (i + 1) / n_bins
+        inside = [(float(s), int(y)) for s, y in zip(st, yt, strict=True)
+                  if lo <= s < hi or (i == n_bins - 1 and s >= hi)]
+        if inside:
+            mean_score = sum(s for s, _ in inside) / len(inside)
+            mean_label = sum(y for _, y in inside) / len(inside)
+            total += abs(mean_label - mean_score) * len(inside) / n
+    return total if n else float("nan")
+
+
+def _score_metrics(yt: np.ndarray, st: np.ndarray) -> dict[str, float]:
+    """Average precision (scikit-learn), Brier score (scikit-learn) and calibration error of one class's test
+    scores; NaN where undefined (no test sample; no positive for average precision)."""
+    if yt.size == 0:
+        return {}
+    scores = np.asarray(st, dtype=np.float64)
+    out = {"average_precision": float(average_precision_score(yt, scores)) if yt.any() else np.nan}
+    if ((scores >= 0) & (scores <= 1)).all():  # probabilities only
+        out.update(brier=float(brier_score_loss(yt, scores, labels=[0, 1])),
+                   calibration_error=reference_calibration_error(yt, scores))
+    return out
 
 
 def sklearn_reference_metrics(

@@ -50,10 +50,12 @@ def small() -> pd.DataFrame:
 
 def test_summarize_mean_std_ddof0_nan_dropped(small):
     out = summarize(small)
-    assert list(out.columns) == [*KEYS, "ratio_k", "metric", "mean", "std", "n", "n_nan", "n_folds"]
+    assert list(out.columns) == [*KEYS, "ratio_k", "metric", "mean", "std", "run_std", "n", "n_nan", "n_folds"]
     row = out.set_index(["loss", "metric"]).loc[("fece", "auc")]
     assert row["mean"] == pytest.approx(0.7)
     assert row["std"] == pytest.approx(math.sqrt(0.08 / 3))  # population std of 0.5, 0.7, 0.9
+    assert row["run_std"] == pytest.approx(np.std([0.6, 0.9], ddof=1))  # the runs' class means: 0.6 and 0.9
+    assert np.isnan(out.set_index(["loss", "metric"]).loc[("bce", "f1"), "run_std"])  # one run with a value
     assert (row["n"], row["n_nan"], row["n_folds"]) == (3, 1, 2)
     assert row["ratio_k"] == 10
     f1 = out.set_index(["loss", "metric"]).loc[("bce", "f1")]

@@ -34,7 +34,8 @@ def random_split(rng, n, c, kind="multilabel", p=0.3, dtype=np.float32, decimals
 
 def test_constants():
     assert METRIC_COLUMNS == ["auc", "threshold", "accuracy", "precision", "recall", "f0_5", "f0", "f1",
-                              "miss", "overflow"]
+                              "miss", "overflow", "sensitivity", "specificity", "average_precision", "brier",
+                              "calibration_error"]
     assert PAPER_METRICS == METRIC_COLUMNS[:8]
     assert list(METRIC_DISPLAY) == PAPER_METRICS
     assert METRIC_DISPLAY["f0_5"] == "F0.5" and METRIC_DISPLAY["accuracy"] == "acc"
@@ -112,9 +113,31 @@ def test_degenerate_classes_match_sklearn_and_nan_rules():
     assert fast.loc[4, "threshold"] == 0.25
     assert fast.loc[5, "auc"] == 0.5
     assert fast.loc[6, "threshold"] == 0.5 and fast.loc[6, "miss"] == 1.0 and fast.loc[6, "overflow"] == 0.0
-    assert fast.loc[7].drop(["n_pos", "n_neg"]).isna().all() and fast.loc[7, "n_pos"] == 0
+    # no positive anywhere: undefined but for the Brier score and the calibration error, which need none
+    assert fast.loc[7].drop(["n_pos", "n_neg", "brier", "calibration_error"]).isna().all()
+    assert fast.loc[7, "n_pos"] == 0
+    assert fast.loc[7, "brier"] == np.mean(ts[:, 7].astype(np.float64) ** 2)
     assert np.isnan(fast.loc[8, "auc"]) and fast.loc[8, "n_neg"] == 0
     assert fast.loc[9, "miss"] == 0.0 and fast.loc[9, "overflow"] == 1.0
+    defined = fast["miss"].notna()
+    assert np.allclose(fast.loc[defined, "sensitivity"], 1 - fast.loc[defined, "miss"], rtol=0, atol=1e-15)
+    defined = fast["overflow"].notna()
+    assert np.allclose(fast.loc[defined, "specificity"], 1 - fast.loc[defined, "overflow"], rtol=0, atol=1e-15)
+
+
+def test_calibration_error_of_known_bins():
+    """Two bins by hand: scores 0.1 (labels 0, 0, 1, 1) and 0.9 (labels 1, 1, 1, 1): |0.5 - 0.1| * 1/2 + |1 - 0.9|
+    * 1/2 = 0.25; and a score of exactly 1.0 falls in the last bin."""
+    ts = np.array([[0.1], [0.1], [0.1], [0.1], [0.9], [0.9], [0.9], [1.0]])
+    tl = np.array([[0], [0], [1], [1], [1], [1], [1], [1]], dtype=np.int8)
+    fast = per_class_metrics(ts, tl, ts, tl)
+    expected = 0.5 * abs(0.5 - 0.1) + 0.5 * abs(1.0 - (0.9 * 3 + 1.0) / 4)
+    assert fast.loc[0, "calibration_error"] == pytest.approx(expected, abs=1e-15)
+    assert fast.loc[0, "brier"] == pytest.approx(np.mean((ts[:, 0] - tl[:, 0]) ** 2), abs=1e-15)
+    count, score_sum, label_sum = metrics.calibration_bins(ts.T, tl.T)
+    expected_count = np.zeros(15)
+    expected_count[[1, 13, 14]] = [4, 3, 1]  # 0.1 in [1/15, 2/15), 0.9 in [13/15, 14/15), 1.0 in the last bin
+    assert np.array_equal(count[0], expected_count) and label_sum[0, 1] == 2 and score_sum[0, 14] == 1.0
 
 
 def test_weighted_recall_is_accuracy_and_f0_is_precision():

@@ -36,6 +36,7 @@ CONFIG = {  # as validated: every key the plan reads is there
     "seeds": [0],
     "loss_params": {},
     "train": train_defaults(),
+    "report": {"reference_loss": "fece", "shot_groups": {"many": 100, "few": 20}},
     "datasets": {
         "imagenet_lt": {"source": "imagenet", "subset": {"kind": "all"}},
         "cadcap": {"source": "cadcap", "subset": {"kind": "all"}},
@@ -84,6 +85,9 @@ def _synthetic_metrics(config: dict) -> dict[str, list[Path]]:
             for metric in METRICS:
                 df[metric] = np.clip(cells[metric] + rng.normal(0, 0.01, n), 0, 1)
             df["miss"], df["overflow"] = 1 - df["recall"], rng.uniform(0, 0.1, n)
+            df["sensitivity"], df["specificity"] = 1 - df["miss"], 1 - df["overflow"]
+            df["average_precision"] = np.clip(df["auc"] - 0.1, 0, 1)
+            df["brier"], df["calibration_error"] = rng.uniform(0.05, 0.2, n), rng.uniform(0.01, 0.1, n)
             df["n_pos"], df["n_neg"] = 10, 90
             path = layout.run_file(job, "metrics.parquet")
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -578,7 +578,7 @@ def group_check(index_path: Path, fix: str) -> dict[str, Any] | None:
     its index: ``{"n_groups", "n_spanning", "spanning"}`` (the first five), or None for a dataset without groups."""
     from lfa.io import parquet_columns
 
-    if "group" not in parquet_columns(index_path, fix):
+    if not index_path.exists() or "group" not in parquet_columns(index_path, fix):  # no index: nothing claimed
         return None
     index = read_table(index_path, ["group", "fold"], fix=fix)
     spanning = groups_across_folds(index["group"].to_numpy(str), index["fold"].to_numpy())

@@ -70,30 +70,38 @@ def _ratio_k(metrics: pd.DataFrame) -> pd.DataFrame | None:
     return per_key.first().reset_index()
 
 
+def _between_runs(long: pd.DataFrame) -> pd.Series:
+    """Per configuration and metric: the sample std (ddof=1) over its runs of each run's mean over classes (NaN
+    values dropped; NaN with fewer than two runs): the spread that decides whether one loss beats another."""
+    per_run = long.groupby([*KEYS, *RUN_KEYS, "metric"], sort=True, observed=True, dropna=False)["value"].mean()
+    return per_run.groupby(level=[*KEYS, "metric"], sort=True, observed=True, dropna=False).std(ddof=1)
+
+
 def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean and population std of each metric over all classes, folds and seeds of a configuration.
 
     This is the seed's aggregation: for one (experiment, dataset, backbone, loss) every per-class value of
     every (seed, fold) job is pooled; NaN values are dropped (and counted in ``n_nan``); ``std`` uses
-    ``ddof=0`` (numpy's default).
+    ``ddof=0`` (numpy's default). ``run_std`` is the between-run spread beside it (:func:`_between_runs`).
 
     Returns:
         Long format, one row per configuration and metric, columns ``experiment, dataset, backbone, loss,
-        [ratio_k,] metric, mean, std, n, n_nan, n_folds`` where ``n`` is the number of values used and
+        [ratio_k,] metric, mean, std, run_std, n, n_nan, n_folds`` where ``n`` is the number of values used and
         ``n_folds`` the number of distinct (seed, fold) jobs.  Metrics keep the order of
         :data:`lfa.evaluation.metrics.METRIC_COLUMNS`.
     """
     _require(metrics, [*KEYS, *RUN_KEYS])
     cols = _metric_columns(metrics)
-    long = _long(metrics, KEYS, cols)
+    long = _long(metrics, [*KEYS, *RUN_KEYS], cols)
     grouped = long.groupby([*KEYS, "metric"], sort=True, observed=True, dropna=False)["value"]
     out = grouped.agg(mean="mean", n="count", size="size")
     out["std"] = grouped.std(ddof=0)
+    out["run_std"] = _between_runs(long)
     out["n_nan"] = out.pop("size") - out["n"]
     out = out.reset_index()
     jobs = metrics[[*KEYS, *RUN_KEYS]].drop_duplicates().groupby(KEYS, dropna=False).size()
     out = out.merge(jobs.rename("n_folds").reset_index(), on=KEYS, how="left")
-    order = [*KEYS, "metric", "mean", "std", "n", "n_nan", "n_folds"]
+    order = [*KEYS, "metric", "mean", "std", "run_std", "n", "n_nan", "n_folds"]
     ratio = _ratio_k(metrics)
     if ratio is not None:
         out = out.merge(ratio, on=KEYS, how="left")
@@ -239,6 +247,33 @@ def compare(metrics: pd.DataFrame, reference: str = "fece", n_boot: int = 2000, 
     return out
 
 
+#: The metrics of an experiment's comparison table in the report: the family the Holm adjustment counts.
+COMPARED_METRICS = ["auc", "sensitivity", "average_precision", "f1"]
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN left out of the family and kept NaN): the i-th
+    smallest of m becomes max over j <= i of min(1, (m - j + 1) p_(j))."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p_values.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p_values))
+    order = valid[np.argsort(p_values[valid], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
+    out[order] = np.maximum.accumulate(scaled) if m else scaled
+    return out
+
+
+def holm_per_experiment(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``p_holm``: the p-values of each experiment's comparison table (its blocks, losses and
+    :data:`COMPARED_METRICS`) adjusted together by :func:`holm`; NaN for the other metrics' rows."""
+    out = comparisons.assign(p_holm=np.nan)
+    family = out["metric"].isin(COMPARED_METRICS)
+    for _, rows in out[family].groupby("experiment", sort=False):
+        out.loc[rows.index, "p_holm"] = holm(rows["p_value"].to_numpy())
+    return out
+
+
 def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
     """The metrics frame of every experiment: each of its runs' ``metrics.parquet``, ``experiment`` in front.
 
@@ -254,15 +289,16 @@ def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame
 
 
 def aggregate(runs: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
-              metadata: Mapping[str, str]) -> dict[str, Path]:
+              metadata: Mapping[str, str], reference: str = "fece") -> dict[str, Path]:
     """``metrics``, ``summary``, ``per_class`` and ``comparisons`` Parquet files from each experiment's runs.
 
-    ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.pipeline.plan.Plan.experiments`).
+    ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.pipeline.plan.Plan.experiments`);
+    ``reference``: the loss the others are compared with (``report.reference_loss``).
     """
     out_dir = Path(out_dir)
     metrics = experiment_metrics(runs)
     tables = {"metrics": metrics, "summary": summarize(metrics), "per_class": per_class_summary(metrics),
-              "comparisons": compare(metrics)}
+              "comparisons": holm_per_experiment(compare(metrics, reference))}
     paths = {}
     for name, df in tables.items():
         paths[name] = out_dir / f"{name}.parquet"

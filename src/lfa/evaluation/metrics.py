@@ -44,6 +44,7 @@ __all__ = [
     "COLUMNS",
     "METRIC_COLUMNS",
     "METRIC_DISPLAY",
+    "METRIC_NAMES",
     "PAPER_METRICS",
     "per_class_metrics",
 ]
@@ -60,7 +61,15 @@ METRIC_COLUMNS: list[str] = [
     "f1",
     "miss",
     "overflow",
+    "sensitivity",
+    "specificity",
+    "average_precision",
+    "brier",
+    "calibration_error",
 ]
+
+#: Bins of :func:`calibration_bins` (equal width over [0, 1], torchmetrics' BinaryCalibrationError default).
+CALIBRATION_BINS = 15
 
 #: The metrics reported in the paper's tables, in the paper's order.
 PAPER_METRICS: list[str] = ["auc", "threshold", "accuracy", "precision", "recall", "f0_5", "f0", "f1"]
@@ -76,6 +85,13 @@ METRIC_DISPLAY: dict[str, str] = {
     "f0": "F0",
     "f1": "F1",
 }
+
+#: Display names of every metric column (the paper's as the paper prints them). "ECE" names a loss in this
+#: project, so the calibration error is never abbreviated to it.
+METRIC_NAMES: dict[str, str] = {**METRIC_DISPLAY, "miss": "Miss rate", "overflow": "Overflow rate",
+                                "sensitivity": "Sensitivity", "specificity": "Specificity",
+                                "average_precision": "Average precision",
+                                "calibration_error": "Calibration error (15 bins)", "brier": "Brier score"}
 
 #: All columns of :func:`per_class_metrics`, in order.
 COLUMNS: list[str] = ["class", *METRIC_COLUMNS, "n_pos", "n_neg"]
@@ -494,7 +510,71 @@ def _scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.n
         "f1": weighted(fbeta(tp, fp, fn, 1.0), fbeta(tn, fn, fp, 1.0)),
         "miss": _div(fn, pos, np.nan),
         "overflow": _div(fp, neg, np.nan),
+        "sensitivity": _div(tp, pos, np.nan),
+        "specificity": _div(tn, neg, np.nan),
     }
+
+
+def calibration_bins(scores: np.ndarray, labels: np.ndarray, n_bins: int = CALIBRATION_BINS
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of a (k, N) score block and its 0/1 labels: the samples, score sums and positives in each of
+    ``n_bins`` equal-width bins of [0, 1] (bin i holds edge_i <= score < edge_i+1; a score of 1 the last bin),
+    as (k, n_bins) arrays."""
+    k = scores.shape[0]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, n_bins - 1)
+    flat = (bins + n_bins * np.arange(k)[:, None]).ravel()
+    size = k * n_bins
+    count = np.bincount(flat, minlength=size).reshape(k, n_bins).astype(np.float64)
+    score_sum = np.bincount(flat, weights=scores.astype(np.float64).ravel(), minlength=size).reshape(k, n_bins)
+    label_sum = np.bincount(flat, weights=labels.astype(np.float64).ravel(), minlength=size).reshape(k, n_bins)
+    return count, score_sum, label_sum
+
+
+def calibration_error(count: np.ndarray, score_sum: np.ndarray, label_sum: np.ndarray) -> np.ndarray:
+    """Expected calibration error (L1) from bin sums (last axis: bins): sum over bins of |mean label - mean
+    score| times the bin's share of samples."""
+    total = count.sum(axis=-1)
+    gap = np.abs(label_sum - score_sum)  # = count * |mean label - mean score|
+    return _div(gap.sum(axis=-1), total, np.nan)
+
+
+def _average_precision(scores: np.ndarray, labels: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """scikit-learn's average_precision_score of each row (sum over distinct score thresholds, highest first,
+    of the recall gained times the precision there); NaN for a row without positives."""
+    k, n = scores.shape
+    if n == 0:
+        return np.full(k, np.nan)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(scores, order, axis=1)
+    hits = np.cumsum(np.take_along_axis(labels, order, axis=1), axis=1, dtype=np.int64)
+    end = np.ones((k, n), dtype=bool)
+    end[:, :-1] = ranked[:, :-1] != ranked[:, 1:]  # the last sample of each group of tied scores
+    tp_end = np.where(end, hits, 0)
+    before = np.zeros((k, n), dtype=np.int64)
+    before[:, 1:] = np.maximum.accumulate(tp_end, axis=1)[:, :-1]
+    gained = np.where(end, hits - before, 0).astype(np.float64)
+    precision = hits / np.arange(1, n + 1, dtype=np.float64)
+    return _div((gained * precision).sum(axis=1), n_pos.astype(np.float64), np.nan)
+
+
+def _score_metrics(x: np.ndarray, pos_row: np.ndarray, pos_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Average precision, Brier score and calibration error of the k classes in the (k, N) test block ``x``
+    whose positives are at (``pos_row``, ``pos_idx``); the last two NaN for a class with scores outside [0, 1]
+    (not probabilities)."""
+    k, n = x.shape
+    labels = np.zeros((k, n), dtype=np.int8)
+    labels[pos_row, pos_idx] = 1
+    n_pos = labels.sum(axis=1, dtype=np.int64)
+    scores = x.astype(np.float64)
+    out = {"average_precision": _average_precision(scores, labels, n_pos)}
+    probabilities = ((scores >= 0) & (scores <= 1)).all(axis=1)  # Brier and calibration need them
+    inside = np.where(probabilities[:, None], scores, 0.0)
+    brier = _div(((inside - labels) ** 2).sum(axis=1), np.full(k, float(n)), np.nan)
+    calibration = calibration_error(*calibration_bins(inside, labels))
+    out["brier"] = np.where(probabilities, brier, np.nan)
+    out["calibration_error"] = np.where(probabilities, calibration, np.nan)
+    return out
 
 
 def _as_2d(a: np.ndarray, name: str) -> np.ndarray:
@@ -571,9 +651,10 @@ def per_class_metrics(
         vs, ve = v_starts[c0], v_starts[c1]
         thr = _thresholds(val_reader.rows(c0, c1), ks, v_cls[vs:ve] - c0, v_val[vs:ve], val_bits, ws)
         ts, te = t_starts[c0], t_starts[c1]
-        res = _test_metrics(
-            test_reader.rows(c0, c1), ks, t_cls[ts:te] - c0, t_val[ts:te], thr, test_bits, ws
-        )
+        block = test_reader.rows(c0, c1)
+        scored = _score_metrics(block, t_cls[ts:te] - c0, t_idx[ts:te])
+        res = _test_metrics(block, ks, t_cls[ts:te] - c0, t_val[ts:te], thr, test_bits, ws)
+        res.update(scored)
         res["threshold"] = thr
         for name, values in res.items():
             columns[name].append(values)

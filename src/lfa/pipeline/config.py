@@ -84,6 +84,7 @@ def check_config(config: dict[str, Any]) -> None:
     for name, exp in config["experiments"].items():
         attempt(_check_init, config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
     attempt(_check_loss_params, config)
+    attempt(_check_report, config)
     roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
         if attempt(_check_dataset, name, ds) and attempt(_check_root, name, ds, roots):
@@ -192,6 +193,17 @@ def _check_init(config: dict[str, Any], key: str, init: str) -> None:
         pin = init.partition("#")[2]
         if pin and not re.fullmatch(r"sha256=[0-9a-fA-F]{64}", pin):
             raise ConfigError(f"{key}.init: {init}: the part after '#' must be sha256=<64 hex digits>")
+
+
+def _check_report(config: dict[str, Any]) -> None:
+    from lfa.losses import loss_names
+
+    reference = config["report"]["reference_loss"]
+    if reference not in loss_names():
+        raise _unknown("loss", "report.reference_loss", reference, loss_names())
+    groups = config["report"]["shot_groups"]
+    if groups["few"] > groups["many"]:
+        raise ConfigError(f"report.shot_groups: few ({groups['few']}) must not exceed many ({groups['many']})")
 
 
 def _check_loss_params(config: dict[str, Any]) -> None:

@@ -355,8 +355,9 @@ class Layout:
     def tables(self) -> Path:
         return self.results / "tables"
 
-    def table(self, experiment: str, ext: str) -> Path:
-        return self.tables / f"{experiment}.{ext}"
+    def table(self, experiment: str, ext: str, kind: str = "") -> Path:
+        """An experiment's table file: the paper's layout, or (``kind="imbalance"``) the second table."""
+        return (self.tables / kind if kind else self.tables) / f"{experiment}.{ext}"
 
     @property
     def report(self) -> Path:

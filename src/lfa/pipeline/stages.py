@@ -94,7 +94,7 @@ def aggregate_stage(config: dict[str, Any], metrics: Mapping[str, Sequence[str |
     from lfa.pipeline.config import config_hash
 
     stamp = {"lfa.config_hash": config_hash(config)}
-    paths = aggregate(metrics, out_dir, stamp)
+    paths = aggregate(metrics, out_dir, stamp, config["report"]["reference_loss"])
     paths["runs"] = Path(out_dir) / "runs.parquet"
     write_parquet(runs_table(plan(config)), paths["runs"], stamp)
     return paths
@@ -102,7 +102,8 @@ def aggregate_stage(config: dict[str, Any], metrics: Mapping[str, Sequence[str |
 
 def report_stage(config: dict[str, Any], config_files: Sequence[str], out_html: str | Path,
                  tables_dir: str | Path | None = None, figures_dir: str | Path | None = None,
-                 metrics: Mapping[str, Sequence[Path]] | None = None) -> Path:
+                 metrics: Mapping[str, Sequence[Path]] | None = None, pipeline_dir: str | Path | None = None
+                 ) -> Path:
     """Render the report of ``config`` from its aggregated results; with ``metrics`` (experiment → the
     ``metrics.parquet`` of the runs to show, as ``lfa report --partial`` finds them) from those runs instead,
     aggregated into a temporary folder. Runs evaluated on other data than the prepared datasets as they are
@@ -123,7 +124,7 @@ def report_stage(config: dict[str, Any], config_files: Sequence[str], out_html: 
         curves, gradients = _curve_files(config, layout, Path(tmp))
         inputs = ReportInputs(**files, curves=curves, gradients=gradients, config=config,
                               config_hash=config_hash(config), config_files=list(config_files),
-                              tables_dir=str(tables_dir or layout.tables))
+                              tables_dir=str(tables_dir or layout.tables), pipeline_dir=pipeline_dir)
         return render_report(inputs, out_html, figures_dir=figures_dir)
 
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from lfa.evaluation.paper import METRIC_LABELS  # noqa: E402
+from lfa.evaluation.metrics import METRIC_NAMES  # noqa: E402
 from lfa.report.inputs import label_of  # noqa: E402
 from lfa.report.tables import ratio_label  # noqa: E402
 
@@ -76,10 +76,11 @@ def hardest_under(losses: list[str]) -> str:
     return "bce" if "bce" in losses else losses[0]
 
 
-def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str,
-                          labels: dict[str, str] | None = None) -> bytes | None:
-    rec = per_class[per_class.metric == "recall"]
-    if rec.empty:
+def figure_class_heatmap(per_class: pd.DataFrame, losses: list[str], title: str,
+                         labels: dict[str, str] | None = None, metric: str = "sensitivity") -> bytes | None:
+    """A class × loss heatmap of one per-class metric (mean over runs), the hardest classes first."""
+    rec = per_class[per_class.metric == metric]
+    if rec.empty or rec["mean"].isna().all():
         return None
     table = rec.pivot_table(index="class_name", columns="loss", values="mean")
     by = hardest_under(losses)
@@ -88,7 +89,7 @@ def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str
     table.columns = [label_of(labels, c) for c in table.columns]
     fig, ax = plt.subplots(figsize=(1.1 * len(table.columns) + 2.5, 0.32 * len(table) + 1.4))
     sns.heatmap(table, annot=len(table) <= 40, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax,
-                cbar_kws={"label": "recall"})
+                cbar_kws={"label": metric})
     ax.set_ylabel(f"class (hardest under {label_of(labels, by)} first)")
     ax.set_xlabel("")
     ax.set_title(title)
@@ -98,7 +99,7 @@ def figure_recall_heatmap(per_class: pd.DataFrame, losses: list[str], title: str
 def figure_metric_vs_ratio(metrics: pd.DataFrame, experiment: str, palette: dict[str, str],
                            metric: str = "auc", labels: dict[str, str] | None = None) -> bytes | None:
     df = metrics[(metrics.experiment == experiment) & metrics.ratio_k.notna()]
-    if df.empty:
+    if df.empty or metric not in df.columns:  # runs evaluated before the metric existed
         return None
     fold_means = (df.groupby(["loss", "ratio_k", "seed", "fold"])[metric].mean().reset_index())
     fold_means["loss"] = fold_means["loss"].map(lambda n: label_of(labels, n))
@@ -109,8 +110,8 @@ def figure_metric_vs_ratio(metrics: pd.DataFrame, experiment: str, palette: dict
     ticks = sorted(fold_means["ratio_k"].unique())
     ax.set_xticks(ticks, [f"{int(k)}\n({ratio_label(int(k))})" for k in ticks])
     ax.set_xlabel("positives per 200 negatives")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric) + " (mean ± sd over folds)")
-    ax.set_title(f"{METRIC_LABELS.get(metric, metric)} vs imbalance ratio")
+    ax.set_ylabel(METRIC_NAMES.get(metric, metric) + " (mean ± sd over folds)")
+    ax.set_title(f"{METRIC_NAMES.get(metric, metric)} vs imbalance ratio")
     return png(fig)
 
 
@@ -171,6 +172,6 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, df["label"])
     ax.invert_yaxis()
-    ax.set_xlabel(f"difference in {METRIC_LABELS.get(metric, metric)} (bootstrap 95% interval)")
+    ax.set_xlabel(f"difference in {METRIC_NAMES.get(metric, metric)} (bootstrap 95% interval)")
     ax.set_title(title)
     return png(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from lfa import __version__
@@ -14,15 +15,18 @@ PACKAGES = ["torch", "torchvision", "snakemake", "numpy", "pandas", "pyarrow", "
             "seaborn", "matplotlib", "jinja2"]
 
 
-def _git_commit() -> str:
+def git_commit(folder: str | Path) -> str:
+    """The commit of the checkout that holds ``folder`` (the Snakefile's, wherever the run's working directory is),
+    marked where tracked files changed since."""
+    git = ["git", "-C", str(folder)]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        out = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
+        return f"unknown ({folder} is not in a git checkout)"
 
 
 def _versions() -> dict[str, str]:
@@ -45,7 +49,7 @@ def provenance(inputs: ReportInputs, infos: list[dict[str, Any]]) -> dict[str, A
         devices.add(str(info["device"]))
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
+        "commit": git_commit(inputs.pipeline_dir or Path(__file__).resolve().parent),
         "config_files": inputs.config_files or ["config.yaml"],
         "config_hash": inputs.config_hash,
         "versions": _versions(),

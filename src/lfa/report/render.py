@@ -26,7 +26,7 @@ def export_figures(ctx: dict[str, Any], figures_dir: str | Path) -> list[Path]:
     named = [(f"dataset_{d['name']}", d["figure"]) for d in ctx["datasets"]]
     named += [(f"figure2_{f['convention']}", f["figure"]) for f in ctx["lfa_figures"]]
     named += [(f"{e['name']}_{i:02d}_{_slug(f['title'])}", f["src"])
-              for e in ctx["experiments"] for i, f in enumerate(e["figures"], start=1)]
+              for e in ctx["experiments"] for i, f in enumerate(e["figures"], start=1) if f["src"]]
     paths = []
     for name, image in named:
         path = figures_dir / f"{_slug(name)}.png"
@@ -37,14 +37,17 @@ def export_figures(ctx: dict[str, Any], figures_dir: str | Path) -> list[Path]:
 
 
 def render_report(inputs: ReportInputs, out_html: str | Path, figures_dir: str | Path | None = None) -> Path:
-    """Render ``report.html`` (self-contained) and each experiment's table as CSV and TeX (``tables_dir`` of the
-    inputs, default the layout's); optionally also write each figure as a PNG file."""
+    """Render ``report.html`` (self-contained) and each experiment's two tables as CSV and TeX (``tables_dir`` of
+    the inputs, default the layout's; the imbalance table in its ``imbalance/`` folder); optionally also write each
+    figure as a PNG file."""
     env = Environment(loader=PackageLoader("lfa", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["data_uri"] = data_uri
     ctx = build_context(inputs)
     html = env.get_template("report.html.j2").render(**ctx)
     for experiment in ctx["experiments"]:
-        write_table(experiment["table"], Path(experiment["exported"]["csv"]).parent)
+        tables_dir = Path(experiment["exported"]["csv"]).parent
+        write_table(experiment["table"], tables_dir)
+        write_table(experiment["imbalance"]["table"], tables_dir)
     out_html = Path(out_html)
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

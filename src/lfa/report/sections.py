@@ -12,16 +12,18 @@ from typing import Any
 import pandas as pd
 
 from lfa.assessment.figures import loss_palette, plot_figure2
+from lfa.evaluation.aggregate import COMPARED_METRICS
+from lfa.evaluation.metrics import METRIC_NAMES
 from lfa.evaluation.paper import METRIC_LABELS, METRICS, TABLES, format_cell
 from lfa.io import read_csv, read_json, read_table
 from lfa.pipeline.plan import Layout
 from lfa.report.figures import (
     figure_auc_vs_frequency,
     figure_class_distribution,
+    figure_class_heatmap,
     figure_forest,
     figure_metric_vs_ratio,
     figure_ratio_family,
-    figure_recall_heatmap,
     figure_training_curves,
     hardest_under,
     png,
@@ -168,6 +170,11 @@ class _Results:
     tables_dir: Path
 
 
+def _figure(title: str, src: bytes | None, why_not: str) -> dict[str, Any]:
+    """A figure of the page, or in its place the reason it could not be drawn."""
+    return {"title": title, "src": src} if src else {"title": title, "src": None, "missing": why_not}
+
+
 def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
     """Per-class recall and AUC (one dataset) or metrics against the ratio (ratio subsets), training curves,
     and the paired comparisons' forest plot."""
@@ -183,20 +190,24 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
         long_tailed = counts["count"].max() > 5 * counts["count"].min()
         for backbone in exp["backbones"]:
             sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
-            fig = figure_recall_heatmap(sub, losses, f"Per-class recall · {dataset} · {backbone}", labels)
-            if fig:
-                under = label_of(labels, hardest_under(losses))
-                figures.append({"title": f"Per-class recall, {backbone} (hardest classes under {under} first)",
-                                "src": fig})
-            fig = long_tailed and figure_auc_vs_frequency(sub, counts, palette,
-                                                          f"Per-class AUC vs frequency · {dataset}", labels)
-            if fig:
-                figures.append({"title": f"Per-class AUC vs class frequency, {backbone}", "src": fig})
+            under = label_of(labels, hardest_under(losses))
+            figures.append(_figure(
+                f"Per-class sensitivity, {backbone} (hardest classes under {under} first)",
+                figure_class_heatmap(sub, losses, f"Per-class sensitivity · {dataset} · {backbone}", labels),
+                "no per-class sensitivity: no run evaluated, or no class with a threshold"))
+            title = f"Per-class AUC vs class frequency, {backbone}"
+            if not long_tailed:
+                figures.append(_figure(title, None, f"not drawn: the classes of {dataset} are balanced (the largest "
+                                                    "count is at most 5 times the smallest)"))
+                continue
+            figures.append(_figure(title, figure_auc_vs_frequency(sub, counts, palette,
+                                                                   f"Per-class AUC vs frequency · {dataset}", labels),
+                                   "no per-class AUC: no class had positives and negatives in a test split"))
     else:
-        for metric in ("auc", "recall", "f1"):
-            fig = figure_metric_vs_ratio(res.metrics, name, palette, metric, labels)
-            if fig:
-                figures.append({"title": f"{METRIC_LABELS[metric]} vs imbalance ratio", "src": fig})
+        for metric in ("auc", "sensitivity", "f1"):
+            figures.append(_figure(f"{METRIC_NAMES[metric]} vs imbalance ratio",
+                                   figure_metric_vs_ratio(res.metrics, name, palette, metric, labels),
+                                   f"no {METRIC_NAMES[metric]} to plot: no ratio run evaluated"))
     exp_logs = res.logs[res.logs.experiment == name]
     if len(datasets_of) > 1:
         exp_logs = exp_logs[exp_logs.dataset == datasets_of[0]]
@@ -205,13 +216,15 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
     if fig:
         figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
     cmp = res.comparisons[res.comparisons.experiment == name]
-    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {label_of(labels, 'fece')} − other loss (AUC)",
-                        labels)
+    reference = label_of(labels, config["report"]["reference_loss"])
+    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {reference} − other loss (AUC)", labels)
     if fig:
         figures.append({"title": "Paired comparisons (forest plot)", "src": fig})
     return figures
 
 
+#: The columns of the per-class tables, per loss.
+PER_CLASS_METRICS = ["auc", "sensitivity", "specificity", "average_precision", "f1", "threshold"]
 #: A per-class cell whose class has no positive test image in any run: its metrics are undefined, not missing.
 NO_POSITIVES = "no positives"
 
@@ -229,10 +242,10 @@ def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
     pc = res.per_class[res.per_class.experiment == name]
     empty = _classes_without_positives(res.metrics[res.metrics.experiment == name])
     for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
-        wide = part[part.metric.isin(["auc", "recall", "f1", "threshold"])].copy()
+        wide = part[part.metric.isin(PER_CLASS_METRICS)].copy()
         wide["cell"] = [NO_POSITIVES if (dataset, backbone, c) in empty and math.isnan(m) else format_cell(m, s, 2)
                         for c, m, s in zip(wide["class"], wide["mean"], wide["std"], strict=True)]
-        wide["col"] = wide["loss"].map(lambda n: label_of(res.labels, n)) + " " + wide["metric"].map(METRIC_LABELS)
+        wide["col"] = wide["loss"].map(lambda n: label_of(res.labels, n)) + " " + wide["metric"].map(METRIC_NAMES)
         t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
         t.columns.name = None  # no header cell naming the pivoted column
         out.append({"title": f"{dataset} · {backbone}",
@@ -259,6 +272,8 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
     losses = sorted(exp["losses"], key=lambda n: label_of(res.labels, n))
     table = build_table(name, blocks, losses, decimals, exp.get("paper_table"), diverged_runs(res.metrics),
                         res.labels, res.incomplete)
+    imbalance = build_table(name, blocks, losses, 3, None, diverged_runs(res.metrics), res.labels, res.incomplete,
+                            kind="imbalance")
     cmp = res.comparisons[res.comparisons.experiment == name]
     nan_counts = res.summary[(res.summary.experiment == name)].groupby("metric")["n_nan"].sum()
     return {
@@ -268,10 +283,15 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "table": table,
         "rows": html_rows(table),
         "exported": table_files(name, res.tables_dir),
+        "imbalance": {"table": imbalance, "rows": html_rows(imbalance),
+                      "columns": [METRIC_NAMES[m] for m in imbalance.metrics],
+                      "exported": table_files(name, res.tables_dir, imbalance.kind)},
         "figures": experiment_figures(res, config, name, losses),
+        "reference": label_of(res.labels, config["report"]["reference_loss"]),
+        "reference_missing": config["report"]["reference_loss"] not in exp["losses"] and len(exp["losses"]) > 1,
         "comparisons": [{**r, "loss": label_of(res.labels, r["loss"]),
-                         "metric": METRIC_LABELS.get(r["metric"], r["metric"])}
-                        for r in cmp[cmp.metric.isin(["auc", "recall", "f1"])].to_dict("records")],
+                         "metric": METRIC_NAMES.get(r["metric"], r["metric"])}
+                        for r in cmp[cmp.metric.isin(COMPARED_METRICS)].to_dict("records")],
         "per_class_tables": per_class_tables(res, name),
         "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
         "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,

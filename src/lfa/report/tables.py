@@ -1,6 +1,8 @@
-"""The paper-layout tables: one model per experiment (:class:`ExperimentTable`, built from one lookup of the
-summary per block, loss and metric), shown in the page (:func:`html_rows`) and written as CSV and TeX
-(:func:`write_table`)."""
+"""The experiment tables: one model per table (:class:`ExperimentTable`, built from one lookup of the summary per
+block, loss and metric), shown in the page (:func:`html_rows`) and written as CSV and TeX (:func:`write_table`).
+
+Each experiment has two: the paper's layout (exactly the seed's columns, mean ± std pooled over classes and runs)
+and the imbalance table (:data:`IMBALANCE_METRICS`, mean ± the between-run std)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,18 @@ from typing import Any
 
 import pandas as pd
 
-from lfa.evaluation.paper import METRIC_LABELS, METRICS, compare_with_paper, format_cell
+from lfa.evaluation.metrics import METRIC_NAMES
+from lfa.evaluation.paper import METRICS, compare_with_paper, format_cell
 from lfa.io import atomic_path
 from lfa.report.inputs import label_of
 
 #: Metrics where a larger value is better (bold marks the best per column and block); not the threshold.
-HIGHER_IS_BETTER = ["auc", "accuracy", "precision", "recall", "f0_5", "f0", "f1"]
+HIGHER_IS_BETTER = ["auc", "accuracy", "precision", "recall", "f0_5", "f0", "f1", "sensitivity", "specificity",
+                    "average_precision"]
+#: Metrics where a smaller value is better.
+LOWER_IS_BETTER = ["calibration_error", "brier"]
+#: The second table of each experiment: what an imbalance researcher reads first, per loss.
+IMBALANCE_METRICS = ["sensitivity", "specificity", "average_precision", "calibration_error", "brier"]
 
 
 def experiment_blocks(config: dict[str, Any], name: str, summary: pd.DataFrame) -> list[dict[str, Any]]:
@@ -104,35 +112,46 @@ class TableBlock:
 
 @dataclass
 class ExperimentTable:
-    """An experiment's table in the paper's layout: blocks (backbones or ratios) × losses × :data:`METRICS`."""
+    """An experiment's table: blocks (backbones or ratios) × losses × ``metrics`` (the paper's layout:
+    :data:`METRICS`, spread ``std``; the imbalance table: :data:`IMBALANCE_METRICS`, spread ``run_std``)."""
 
     name: str
     blocks: list[TableBlock]
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    kind: str = ""  # "" (the paper's layout) or "imbalance": the sub-folder of its files
 
 
 def build_table(name: str, blocks: list[dict[str, Any]], losses: list[str], decimals: int, paper_table: str | None,
                 diverged: dict[tuple[str, str, str, str], tuple[int, int]] | None = None,
                 labels: dict[str, str] | None = None,
-                incomplete: dict[Cell, tuple[int, int]] | None = None) -> ExperimentTable:
-    """The table of experiment ``name``: each block's rows of the summary looked up once per loss and metric."""
-    table = ExperimentTable(name, [])
+                incomplete: dict[Cell, tuple[int, int]] | None = None, kind: str = "") -> ExperimentTable:
+    """The table of experiment ``name``: each block's rows of the summary looked up once per loss and metric.
+
+    ``kind`` "" is the paper's layout (:data:`METRICS`, the pooled std, the published values where
+    ``paper_table``); "imbalance" the second table (:data:`IMBALANCE_METRICS`, the between-run std)."""
+    metrics, spread = (IMBALANCE_METRICS, "run_std") if kind == "imbalance" else (list(METRICS), "std")
+    table = ExperimentTable(name, [], metrics, kind)
     for block in blocks:
         rows = block["rows"]
-        best = {metric: _best(rows, metric, decimals) for metric in HIGHER_IS_BETTER}
-        paper = _paper_rows(rows, block["key"], paper_table)
+        best = {metric: _best(rows, metric, decimals) for metric in metrics}
+        paper = _paper_rows(rows, block["key"], paper_table if not kind else None)
         out = TableBlock(block["label"])
         for loss in losses:
             key = (block["experiment"], block["dataset"], block["backbone"], loss)
             short, div = _runs_note(key, incomplete), (diverged or {}).get(key)
-            cells = [_cell(rows, loss, metric, decimals, best.get(metric), paper, short, div) for metric in METRICS]
+            cells = [_cell(rows, loss, metric, decimals, best.get(metric), paper, short, div, spread)
+                     for metric in metrics]
             out.rows.append(TableRow(label_of(labels, loss), short, cells))
         table.blocks.append(out)
     return table
 
 
 def _best(rows: pd.DataFrame, metric: str, decimals: int) -> float | None:
+    """The best mean of ``metric`` among the losses (as printed), or None where no direction is better."""
     values = rows[rows.metric == metric].set_index("loss")["mean"].round(decimals)
-    return values.max() if len(values) else None
+    if not len(values) or metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
+        return None
+    return values.max() if metric in HIGHER_IS_BETTER else values.min()
 
 
 def _paper_rows(rows: pd.DataFrame, key: str, paper_table: str | None) -> pd.DataFrame | None:
@@ -145,10 +164,11 @@ def _paper_rows(rows: pd.DataFrame, key: str, paper_table: str | None) -> pd.Dat
 
 
 def _cell(rows: pd.DataFrame, loss: str, metric: str, decimals: int, best: float | None,
-          paper: pd.DataFrame | None, short: str | None, div: tuple[int, int] | None) -> TableCell:
+          paper: pd.DataFrame | None, short: str | None, div: tuple[int, int] | None, spread: str = "std"
+          ) -> TableCell:
     found = rows[(rows.loss == loss) & (rows.metric == metric)]
     mean = float(found["mean"].iloc[0]) if len(found) else math.nan
-    std = float(found["std"].iloc[0]) if len(found) else math.nan
+    std = float(found[spread].iloc[0]) if len(found) and spread in found else math.nan
     cell = TableCell(format_cell(mean, std, decimals), mean,
                      bold=best is not None and not math.isnan(mean) and round(mean, decimals) == best,
                      incomplete=f"only {short}" if short else None,
@@ -177,18 +197,18 @@ def html_rows(table: ExperimentTable) -> list[dict[str, Any]]:
 def table_frame(table: ExperimentTable) -> pd.DataFrame:
     """The CSV form: block, loss, incomplete, then one column per metric (the paper's labels)."""
     records = [{"block": block.label, "loss": row.loss, "incomplete": row.short or "",
-                **{METRIC_LABELS[m]: cell.text for m, cell in zip(METRICS, row.cells, strict=True)}}
+                **{METRIC_NAMES[m]: cell.text for m, cell in zip(table.metrics, row.cells, strict=True)}}
                for block in table.blocks for row in block.rows]
     return pd.DataFrame(records)
 
 
 def table_tex(table: ExperimentTable) -> str:
     """The TeX form: a tabular with a header row per block where there are several."""
-    latex = ["\\begin{tabular}{l" + "c" * len(METRICS) + "}", "\\hline",
-             "Loss & " + " & ".join(METRIC_LABELS[m] for m in METRICS) + " \\\\", "\\hline"]
+    latex = ["\\begin{tabular}{l" + "c" * len(table.metrics) + "}", "\\hline",
+             "Loss & " + " & ".join(METRIC_NAMES[m] for m in table.metrics) + " \\\\", "\\hline"]
     for block in table.blocks:
         if len(table.blocks) > 1:
-            latex.append(f"\\multicolumn{{{len(METRICS) + 1}}}{{c}}{{{block.label}}} \\\\")
+            latex.append(f"\\multicolumn{{{len(table.metrics) + 1}}}{{c}}{{{block.label}}} \\\\")
         for row in block.rows:
             cells = [cell.text.replace("±", "$\\pm$") for cell in row.cells]
             name_cell = f"{row.loss} ({row.short})" if row.short else row.loss
@@ -197,15 +217,16 @@ def table_tex(table: ExperimentTable) -> str:
     return "\n".join(latex) + "\n"
 
 
-def table_files(name: str, out_dir: str | Path) -> dict[str, str]:
-    """Where an experiment's table is written: ``<tables>/<experiment>.{csv,tex}``."""
-    return {"csv": str(Path(out_dir) / f"{name}.csv"), "tex": str(Path(out_dir) / f"{name}.tex")}
+def table_files(name: str, out_dir: str | Path, kind: str = "") -> dict[str, str]:
+    """Where an experiment's table is written: ``<tables>/[<kind>/]<experiment>.{csv,tex}``."""
+    folder = Path(out_dir) / kind if kind else Path(out_dir)
+    return {"csv": str(folder / f"{name}.csv"), "tex": str(folder / f"{name}.tex")}
 
 
 def write_table(table: ExperimentTable, out_dir: str | Path) -> dict[str, str]:
-    """Write the table as CSV and TeX (results/tables/<experiment>.{csv,tex}); returns their paths."""
-    paths = table_files(table.name, out_dir)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    """Write the table as CSV and TeX (``results/tables/[imbalance/]<experiment>.{csv,tex}``); returns their paths."""
+    paths = table_files(table.name, out_dir, table.kind)
+    Path(paths["csv"]).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(paths["csv"]) as tmp:
         table_frame(table).to_csv(tmp, index=False)
     with atomic_path(paths["tex"]) as tmp:
