@@ -10,6 +10,7 @@ rule evaluate:
         index=lambda w: str(LAYOUT.prepared_file(job(w).dataset, "index.parquet")),
     output:
         metrics=str(LAYOUT.run_file("{run}", "metrics.parquet")),
+        overall=str(LAYOUT.run_file("{run}", "overall.parquet")),
     log:
         str(LAYOUT.log("evaluate", "{run}")),
     script:
@@ -19,6 +20,7 @@ rule evaluate:
 rule aggregate:
     input:
         expand(rules.evaluate.output.metrics, run=RUNS),
+        expand(rules.evaluate.output.overall, run=RUNS),
     output:
         **{name: str(LAYOUT.aggregate(name)) for name in AGGREGATES},
         runs=str(LAYOUT.aggregate("runs")),

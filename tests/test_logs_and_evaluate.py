@@ -75,7 +75,7 @@ def test_aggregate_writes_the_four_files_with_metadata(tmp_path):
                          ["a", "b", "c"]).to_parquet(p)
             files.append(p)
     paths = aggregate({"e": files, "again": files[:2]}, tmp_path / "out", {"lfa.config_hash": "abc"})
-    assert set(paths) == {"metrics", "summary", "per_class", "comparisons"}
+    assert set(paths) == {"metrics", "summary", "per_class", "comparisons", "overall"}
     metrics = pd.read_parquet(paths["metrics"])
     assert len(metrics) == 3 * 2 * 3 + 3 * 2  # a run used by two experiments counts in each
     assert metrics.columns[0] == "experiment" and metrics.groupby("experiment").size().to_dict() == {"e": 18,
@@ -133,3 +133,43 @@ def test_a_damaged_parquet_footer_names_the_file(tmp_path):
     path.write_bytes(b"not a parquet file at all")
     with pytest.raises(UnreadableFile, match=rf"{path}: unreadable \(.*\); train the job again"):
         check_predictions(path, _meta())
+
+
+def test_the_overall_row_equals_scikit_learn_on_the_test_split(tmp_path):
+    from metrics_reference import reference_calibration_error
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+    from lfa.evaluation.evaluate import evaluate_run
+
+    path = _predictions(tmp_path, n=300, c=4, seed=3)
+    evaluate_run(path, tmp_path / "metrics.parquet", keys=KEYS)
+    row = pd.read_parquet(tmp_path / "overall.parquet").iloc[0]
+    scores, labels = read_predictions(path)["test"]
+    true, predicted = labels.argmax(1), scores.argmax(1)
+    assert row["task"] == "single_label" and row["n_classes"] == 4 and row["loss"] == "fece"
+    assert row["top1_accuracy"] == pytest.approx(accuracy_score(true, predicted), abs=1e-15)
+    assert row["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(true, predicted), abs=1e-15)
+    assert row["macro_f1"] == pytest.approx(f1_score(true, predicted, average="macro"), abs=1e-15)
+    assert np.array_equal(np.asarray(row["confusion"]).reshape(4, 4), confusion_matrix(true, predicted))
+    top = scores.max(1).astype(np.float64)
+    assert row["top_label_calibration_error"] == pytest.approx(
+        reference_calibration_error((predicted == true).astype(int), top), abs=1e-12)
+    count = np.asarray(row["reliability_count"])
+    flat = scores.ravel().astype(np.float64)
+    expected = np.histogram(np.minimum(flat, np.nextafter(1.0, 0)), bins=15, range=(0, 1))[0]
+    assert count.sum() == flat.size and np.array_equal(count, expected)
+    positives = np.asarray(row["reliability_label"])
+    assert positives.sum() == labels.sum()
+
+
+def test_multi_label_runs_have_no_top1_metrics_but_reliability(tmp_path):
+    from lfa.evaluation.evaluate import evaluate_run
+
+    path = _predictions(tmp_path, n=100, c=3)
+    df = pd.read_parquet(path)
+    df.loc[df.index[:5], [f"label_{k}" for k in range(3)]] = 1  # five test rows with three positives
+    df.to_parquet(path)
+    evaluate_run(path, tmp_path / "metrics.parquet", keys=KEYS)
+    row = pd.read_parquet(tmp_path / "overall.parquet").iloc[0]
+    assert row["task"] == "multi_label" and np.isnan(row["top1_accuracy"]) and len(row["confusion"]) == 0
+    assert np.asarray(row["reliability_count"]).sum() == 100 * 3

@@ -7,4 +7,5 @@ from lfa.logs import logged
 
 sm = snakemake  # noqa: F821  (injected by Snakemake)
 with logged(sm.log[0]):
-    evaluate_run(sm.input.predictions, sm.output.metrics, prepared=Path(sm.input.meta).parent)
+    evaluate_run(sm.input.predictions, sm.output.metrics, prepared=Path(sm.input.meta).parent,
+                 overall_out=sm.output.overall)

@@ -585,6 +585,19 @@ def group_check(index_path: Path, fix: str) -> dict[str, Any] | None:
     return {"n_groups": int(index["group"].nunique()), "n_spanning": len(spanning), "spanning": spanning[:5]}
 
 
+def train_counts(path: str | Path, folds: list[int]) -> np.ndarray:
+    """Per class, the positives of the training split, averaged over the runs of ``folds`` (:func:`split_rows`):
+    what the shot groups of the report are read from."""
+    path = Path(path)
+    fix = f"delete {path} and rerun, to prepare it again"
+    meta = read_json(path / "meta.json", fix)
+    columns = [f"label_{c}" for c in range(len(meta["class_names"]))]
+    index = read_table(path / "index.parquet", ["fold", *columns], fix=fix)
+    labels, fold_of = index[columns].to_numpy(np.int64), index["fold"].to_numpy()
+    per_run = [labels[split_rows(fold_of, fold, meta["n_splits"])["train"]].sum(axis=0) for fold in folds]
+    return np.mean(per_run, axis=0) if per_run else labels.sum(axis=0).astype(np.float64)
+
+
 def dataset_summary(path: str | Path) -> dict[str, Any]:
     """Meta plus counts of a prepared dataset, for the report (no image data read).
 

@@ -274,6 +274,21 @@ def holm_per_experiment(comparisons: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def experiment_overall(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
+    """Each experiment's runs' ``overall.parquet`` (beside their ``metrics.parquet``), ``experiment`` in front; a
+    run evaluated before the file existed is left out (evaluate it again to have it)."""
+    frames = []
+    for experiment, files in runs.items():
+        for path in files:
+            overall = Path(path).with_name("overall.parquet")
+            if overall.exists():
+                df = read_table(overall, fix="delete it and rerun, to evaluate the run again")
+                frames.append(df.assign(experiment=experiment)[["experiment", *df.columns]])
+    if not frames:
+        return pd.DataFrame({"experiment": pd.Series(dtype=str)})
+    return pd.concat(frames, ignore_index=True)
+
+
 def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
     """The metrics frame of every experiment: each of its runs' ``metrics.parquet``, ``experiment`` in front.
 
@@ -290,7 +305,8 @@ def experiment_metrics(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame
 
 def aggregate(runs: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
               metadata: Mapping[str, str], reference: str = "fece") -> dict[str, Path]:
-    """``metrics``, ``summary``, ``per_class`` and ``comparisons`` Parquet files from each experiment's runs.
+    """``metrics``, ``summary``, ``per_class``, ``comparisons`` and ``overall`` Parquet files from each experiment's
+    runs.
 
     ``runs``: experiment → the ``metrics.parquet`` of each of its runs (:meth:`lfa.pipeline.plan.Plan.experiments`);
     ``reference``: the loss the others are compared with (``report.reference_loss``).
@@ -298,7 +314,7 @@ def aggregate(runs: Mapping[str, Sequence[str | Path]], out_dir: str | Path,
     out_dir = Path(out_dir)
     metrics = experiment_metrics(runs)
     tables = {"metrics": metrics, "summary": summarize(metrics), "per_class": per_class_summary(metrics),
-              "comparisons": holm_per_experiment(compare(metrics, reference))}
+              "comparisons": holm_per_experiment(compare(metrics, reference)), "overall": experiment_overall(runs)}
     paths = {}
     for name, df in tables.items():
         paths[name] = out_dir / f"{name}.parquet"

@@ -94,9 +94,28 @@ def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: lis
     return pd.concat([front, metrics], axis=1)
 
 
+def overall_row(predictions: str | Path, keys: dict[str, Any], task: str | None, ratio_k: int | None,
+                diverged: bool) -> pd.DataFrame:
+    """A run's ``overall.parquet`` row: its keys, task and :func:`lfa.evaluation.overall.run_overview` of the test
+    split (``task`` None: single-label when every test image has exactly one positive)."""
+    from lfa.evaluation.overall import OVERALL_METRICS, run_overview
+
+    scores, labels = read_predictions(predictions)["test"]
+    if task is None:
+        task = "single_label" if len(labels) and (labels.sum(axis=1) == 1).all() else "multi_label"
+    row = run_overview(np.nan_to_num(scores), labels, task)
+    if diverged:
+        row.update(dict.fromkeys(OVERALL_METRICS, np.nan))
+    frame = pd.DataFrame([{**{k: keys[k] for k in RUN_COLUMNS}, "task": task, "n_classes": labels.shape[1],
+                           "diverged": diverged, **row}])
+    frame.insert(len(RUN_COLUMNS), "ratio_k", pd.array([ratio_k], dtype="Int64"))
+    return frame
+
+
 def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path | None = None,
-                 keys: dict[str, Any] | None = None) -> pd.DataFrame:
-    """The evaluate stage: a run's ``predictions.parquet`` → its per-class ``metrics.parquet`` at ``out``.
+                 keys: dict[str, Any] | None = None, overall_out: str | Path | None = None) -> pd.DataFrame:
+    """The evaluate stage: a run's ``predictions.parquet`` → its per-class ``metrics.parquet`` at ``out`` and its
+    ``overall.parquet`` (``overall_out``, default beside ``out``: top-1 metrics, confusion, reliability bins).
 
     What the run is (its keys, job key, whether it diverged) comes from the ``train_info.json`` beside the
     predictions, which ``keys`` may complete for predictions made elsewhere. With the ``prepared`` dataset
@@ -114,7 +133,7 @@ def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path 
         raise ConfigError(f"no {', '.join(missing)} for {predictions}: give --{' --'.join(missing)} (or keep the "
                           "train_info.json that lfa train writes beside it)")
     run_keys.update(seed=int(run_keys["seed"]), fold=int(run_keys["fold"]))
-    names, ratio_k, made_from = info.get("class_names"), None, None
+    names, ratio_k, made_from, task = info.get("class_names"), None, None, None
     if prepared is not None:
         from lfa.data.datasets import verify_prepared
 
@@ -123,9 +142,12 @@ def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path 
         index = read_table(prepared / "index.parquet", ["id", "fold"])
         made_from = check_predictions(predictions, meta, index, run_keys["fold"],
                                       verify_prepared(prepared, meta).data_hash)
-        names, ratio_k = meta["class_names"], meta.get("ratio_k")
+        names, ratio_k, task = meta["class_names"], meta.get("ratio_k"), meta.get("task")
     if made_from is None:
         made_from = read_parquet_metadata(predictions, "train the job again").get("lfa.data_hash", "")
     metrics = evaluate_job(predictions, run_keys, names, ratio_k, "diverged" in info)
-    write_parquet(metrics, out, {"lfa.job_key": str(info.get("key", "")), "lfa.data_hash": made_from})
+    stamp = {"lfa.job_key": str(info.get("key", "")), "lfa.data_hash": made_from}
+    write_parquet(overall_row(predictions, run_keys, task, ratio_k, "diverged" in info),
+                  overall_out or Path(out).with_name("overall.parquet"), stamp)
+    write_parquet(metrics, out, stamp)
     return metrics

@@ -44,7 +44,7 @@ RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb", "augment_chunk_m
 #: The files of each stage, in the order the rules list them.
 PREPARED_FILES = ("index.parquet", "images.npy", "counts.csv", "meta.json")
 RUN_OUTPUTS = ("model.pt", "train_log.csv", "train_info.json", "predictions.parquet")
-AGGREGATES = ("metrics", "summary", "per_class", "comparisons")
+AGGREGATES = ("metrics", "summary", "per_class", "comparisons", "overall")
 
 
 def _numbers_as_floats(obj: Any) -> Any:

@@ -154,7 +154,7 @@ def figure_training_curves(logs: pd.DataFrame, palette: dict[str, str], title: s
 
 
 def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
-                  labels: dict[str, str] | None = None) -> bytes | None:
+                  labels: dict[str, str] | None = None, reference: str = "fece") -> bytes | None:
     df = comparisons[comparisons.metric == metric]
     if df.empty:
         return None
@@ -164,7 +164,7 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
              for d, b, x in zip(df["dataset"], df["backbone"], df["loss"], strict=True)]
     df = df.iloc[sorted(range(len(df)), key=order.__getitem__)]
     names = df["loss"].map(lambda n: label_of(labels, n))
-    df = df.assign(label=df["dataset"] + " · " + df["backbone"] + f" · {label_of(labels, 'fece')} − " + names)
+    df = df.assign(label=df["dataset"] + " · " + df["backbone"] + f" · {label_of(labels, reference)} − " + names)
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(df) + 1.2))
     y = np.arange(len(df))
     ax.errorbar(df["mean_diff"], y, xerr=[df["mean_diff"] - df["ci_low"], df["ci_high"] - df["mean_diff"]],
@@ -174,4 +174,42 @@ def figure_forest(comparisons: pd.DataFrame, metric: str, title: str,
     ax.invert_yaxis()
     ax.set_xlabel(f"difference in {METRIC_NAMES.get(metric, metric)} (bootstrap 95% interval)")
     ax.set_title(title)
+    return png(fig)
+
+
+def figure_reliability(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], palette: dict[str, str],
+                       title: str) -> bytes | None:
+    """Reliability diagram: per loss (display name → pooled bin counts, score sums, label sums), the mean label
+    against the mean score of each non-empty bin, the diagonal, and the calibration error in the legend."""
+    from lfa.evaluation.metrics import calibration_error
+
+    if not bins:
+        return None
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+    for name, (count, score_sum, label_sum) in bins.items():
+        seen = count > 0
+        error = float(calibration_error(count, score_sum, label_sum))
+        ax.plot(score_sum[seen] / count[seen], label_sum[seen] / count[seen], marker="o", ms=3,
+                color=palette.get(name), label=f"{name} (calibration error {error:.3f})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in the bin (15 equal-width bins)",
+           ylabel="fraction of positives in the bin", title=title)
+    ax.legend(fontsize=7, loc="upper left")
+    return png(fig)
+
+
+def figure_confusion(matrices: dict[str, np.ndarray], class_names: list[str], title: str) -> bytes | None:
+    """Row-normalised confusion matrices (rows: true class, columns: predicted), one panel per loss."""
+    if not matrices:
+        return None
+    n = len(class_names)
+    side = max(2.6, 0.28 * n + 1.4)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices), side), squeeze=False)
+    for ax, (name, counts) in zip(axes[0], matrices.items(), strict=True):
+        rows = counts.sum(axis=1, keepdims=True)
+        share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+        sns.heatmap(share, vmin=0, vmax=1, cmap="Blues", annot=n <= 12, fmt=".2f", cbar=False, square=True, ax=ax,
+                    xticklabels=class_names, yticklabels=class_names)
+        ax.set(title=name, xlabel="predicted", ylabel="true")
+    fig.suptitle(title)
     return png(fig)

@@ -29,6 +29,7 @@ class ReportInputs:
     config_files: list[str] = field(default_factory=list)
     tables_dir: str | Path | None = None  # default: the layout's tables folder
     pipeline_dir: str | Path | None = None  # the checkout whose commit the report names (default: the package's)
+    overall: str | Path | None = None  # the runs' overall rows (top-1 metrics, confusion, reliability)
 
 
 def loss_labels(curves: list[str | Path]) -> dict[str, str]:

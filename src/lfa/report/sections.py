@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lfa.assessment.figures import loss_palette, plot_figure2
@@ -21,9 +22,11 @@ from lfa.report.figures import (
     figure_auc_vs_frequency,
     figure_class_distribution,
     figure_class_heatmap,
+    figure_confusion,
     figure_forest,
     figure_metric_vs_ratio,
     figure_ratio_family,
+    figure_reliability,
     figure_training_curves,
     hardest_under,
     png,
@@ -158,6 +161,7 @@ class _Results:
     """The aggregated tables and what the experiment sections need besides them."""
 
     metrics: pd.DataFrame
+    overall: pd.DataFrame
     summary: pd.DataFrame
     per_class: pd.DataFrame
     comparisons: pd.DataFrame
@@ -217,7 +221,8 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
         figures.append({"title": "Training curves (one line per fold)", "src": fig, "wide": True})
     cmp = res.comparisons[res.comparisons.experiment == name]
     reference = label_of(labels, config["report"]["reference_loss"])
-    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {reference} − other loss (AUC)", labels)
+    fig = figure_forest(cmp, "auc", f"Paired comparison over folds: {reference} − other loss (AUC)", labels,
+                        config["report"]["reference_loss"])
     if fig:
         figures.append({"title": "Paired comparisons (forest plot)", "src": fig})
     return figures
@@ -276,6 +281,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
                             kind="imbalance")
     cmp = res.comparisons[res.comparisons.experiment == name]
     nan_counts = res.summary[(res.summary.experiment == name)].groupby("metric")["n_nan"].sum()
+    overall = overall_section(res, name, losses)
     return {
         "name": name, "title": exp.get("title", name), "layout": layout_name, "paper_table": exp.get("paper_table"),
         "paper_title": TABLES[exp["paper_table"]]["title"] if exp.get("paper_table") else None,
@@ -286,7 +292,9 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "imbalance": {"table": imbalance, "rows": html_rows(imbalance),
                       "columns": [METRIC_NAMES[m] for m in imbalance.metrics],
                       "exported": table_files(name, res.tables_dir, imbalance.kind)},
-        "figures": experiment_figures(res, config, name, losses),
+        "figures": experiment_figures(res, config, name, losses) + overall["figures"],
+        "overall_table": overall["table"],
+        "shot_groups": shot_groups(res, config, name, losses),
         "reference": label_of(res.labels, config["report"]["reference_loss"]),
         "reference_missing": config["report"]["reference_loss"] not in exp["losses"] and len(exp["losses"]) > 1,
         "comparisons": [{**r, "loss": label_of(res.labels, r["loss"]),
@@ -312,6 +320,7 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
     incomplete = incomplete_cells(summary, runs)
     res = _Results(
         metrics=read_table(inputs.metrics), summary=summary, incomplete=incomplete,
+        overall=read_table(inputs.overall) if inputs.overall and Path(inputs.overall).exists() else pd.DataFrame(),
         per_class=read_table(inputs.per_class), comparisons=read_table(inputs.comparisons), runs=runs,
         logs=_load_logs(layout, runs), labels=labels,
         palette=loss_palette(sorted({loss for e in config["experiments"].values() for loss in e["losses"]},
@@ -331,3 +340,92 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
         "experiments": [experiment_section(res, config, name) for name in config["experiments"]],
         "metric_labels": METRIC_LABELS,
     }
+
+
+#: Beyond this many classes a confusion matrix is not drawn (it cannot be read).
+CONFUSION_MAX_CLASSES = 50
+
+
+def _pooled_bins(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reliability bins of several runs, summed."""
+    return tuple(np.sum(np.stack(rows[column].map(np.asarray).to_list()), axis=0)  # type: ignore[return-value]
+                 for column in ("reliability_count", "reliability_score", "reliability_label"))
+
+
+def overall_section(res: _Results, name: str, losses: list[str]) -> dict[str, Any]:
+    """An experiment's reading over all classes: the single-label metrics per loss (mean ± std over runs), the
+    reliability diagram (every task) and the confusion matrices (single-label, one dataset, readable size)."""
+    from lfa.evaluation.overall import OVERALL_METRICS
+
+    rows = res.overall[res.overall.experiment == name] if "experiment" in res.overall else res.overall
+    if rows.empty:
+        return {"table": [], "figures": []}
+    labels, palette = res.labels, res.palette
+    named = {label_of(labels, loss): loss for loss in losses if loss in set(rows["loss"])}
+    bins = {shown: _pooled_bins(rows[(rows.loss == loss) & ~rows.diverged]) for shown, loss in named.items()
+            if (~rows[rows.loss == loss].diverged).any()}
+    figures = [_figure("Reliability diagram (one-vs-rest scores, pooled over classes and runs)",
+                       figure_reliability(bins, {label_of(labels, k): v for k, v in palette.items()},
+                                          f"Reliability · {name}"),
+                       "no scores to bin (every run diverged)")]
+    single = rows[rows.task == "single_label"]
+    table = []
+    for (dataset, backbone, loss), runs in single.groupby(["dataset", "backbone", "loss"], sort=True):
+        cells = {m: format_cell(runs[m].mean(), runs[m].std(ddof=1) if len(runs) > 1 else math.nan, 3)
+                 for m in OVERALL_METRICS}
+        table.append({"dataset": dataset, "backbone": backbone, "loss": label_of(labels, loss), "runs": len(runs),
+                      **cells})
+    if not single.empty and single["dataset"].nunique() == 1:
+        figures.append(_confusion_figure(res, single, named))
+    return {"table": table, "figures": figures}
+
+
+def _confusion_figure(res: _Results, single: pd.DataFrame, named: dict[str, str]) -> dict[str, Any]:
+    dataset = str(single["dataset"].iloc[0])
+    n = int(single["n_classes"].iloc[0])
+    title = f"Confusion matrices, row-normalised, summed over runs · {dataset}"
+    if n > CONFUSION_MAX_CLASSES:
+        return _figure(title, None, f"not drawn: {n} classes (at most {CONFUSION_MAX_CLASSES} can be read)")
+    matrices = {shown: np.sum(np.stack([np.asarray(c, dtype=np.int64).reshape(n, n)
+                                        for c in single[(single.loss == loss) & ~single.diverged]["confusion"]]),
+                              axis=0)
+                for shown, loss in named.items() if ((single.loss == loss) & ~single.diverged).any()}
+    names = read_json(res.layout.prepared_file(dataset, "meta.json"))["class_names"]
+    return _figure(title, figure_confusion(matrices, names, title), "no run to count (every run diverged)")
+
+
+#: The shot groups, in the order the page shows them.
+SHOT_GROUPS = ("many", "medium", "few")
+
+
+def shot_group_of(counts: np.ndarray, many: int, few: int) -> np.ndarray:
+    """Each class's shot group by its training images: many (more than ``many``), few (fewer than ``few``), else
+    medium (ImageNet-LT: more than 100, 20 to 100, fewer than 20)."""
+    return np.where(counts > many, "many", np.where(counts < few, "few", "medium"))
+
+
+def shot_groups(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
+    """Per dataset and backbone of the experiment: mean sensitivity and AUC per shot group and loss (each the mean
+    over the group's classes of their mean over runs), and how many classes each group holds."""
+    from lfa.data.datasets import train_counts
+
+    limits = config["report"]["shot_groups"]
+    pc = res.per_class[(res.per_class.experiment == name) & res.per_class.metric.isin(["sensitivity", "auc"])]
+    out = []
+    for (dataset, backbone), part in pc.groupby(["dataset", "backbone"], sort=False):
+        folder = res.layout.prepared(dataset)
+        if not (folder / "index.parquet").exists():
+            continue
+        counts = train_counts(folder, config["folds"])
+        group = shot_group_of(counts, limits["many"], limits["few"])
+        part = part.assign(group=group[part["class"].to_numpy()])
+        means = part.groupby(["loss", "group", "metric"])["mean"].mean()
+        sizes = {g: int((group == g).sum()) for g in SHOT_GROUPS}
+        rows = [{"loss": label_of(res.labels, loss),
+                 **{f"{g}_{m}": format_cell(means.get((loss, g, m), math.nan), math.nan, 3) if sizes[g] else "–"
+                    for g in SHOT_GROUPS for m in ("sensitivity", "auc")}}
+                for loss in losses if loss in set(part["loss"])]
+        only = [g for g in SHOT_GROUPS if sizes[g] == len(group)]
+        out.append({"title": f"{dataset} · {backbone}", "sizes": sizes, "rows": rows,
+                    "only": only[0] if only else None, "many": limits["many"], "few": limits["few"]})
+    return out
