@@ -210,7 +210,8 @@ def test_input_validation_and_no_mutation() -> None:
 def test_compute_curves_tables() -> None:
     lfa_df, grad_df = compute_curves()
     names = loss_names()
-    assert list(lfa_df.columns) == ["loss", "display", "direction", "p", "lfa"]
+    assert list(lfa_df.columns) == ["loss", "display", "direction", "p", "lfa", "method"]
+    assert set(lfa_df["method"]) == {"closed_form"}  # every registered loss: its terms are monotone and bounded
     assert list(grad_df.columns) == ["loss", "display", "label", "p", "gradient"]
     assert len(lfa_df) == len(grad_df) == len(names) * 2 * len(DEFAULT_GRID)
     assert len(DEFAULT_GRID) == 181 and DEFAULT_GRID[0] == 0.1 and DEFAULT_GRID[-1] == 0.999
@@ -295,3 +296,80 @@ def test_figures_module_does_not_import_torch() -> None:
     code = "import sys, lfa.assessment.figures; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# ------------------------------------------------------------------- LFA of losses whose terms are not monotone
+
+class _SmoothedBCE(__import__("lfa.losses", fromlist=["Loss"]).Loss):
+    """BCE against label-smoothed targets (smoothing 0.1): each term has a -0.05 log of the other label's
+    probability, which grows without bound as the own-label probability goes to 1."""
+
+    name, display = "smoothed_bce", "BCE (smoothed)"
+
+    def compute_terms(self, z):
+        import torch
+
+        lp, lq = torch.nn.functional.logsigmoid(z), torch.nn.functional.logsigmoid(-z)
+        return -(0.95 * lp + 0.05 * lq), -(0.95 * lq + 0.05 * lp)
+
+
+class _Towards(__import__("lfa.losses", fromlist=["Loss"]).Loss):
+    """Squared distance of the probability from 0.7 (either label): bounded, its gradient changes sign at 0.7."""
+
+    name, display = "towards", "towards 0.7"
+
+    def compute_terms(self, z):
+        import torch
+
+        p = torch.sigmoid(z)
+        return (p - 0.7) ** 2, (1 - p - 0.7) ** 2
+
+
+def test_term_shapes_of_the_papers_losses_and_of_non_monotone_ones():
+    from lfa.assessment.curves import term_shape
+
+    for name in PAPER_LOSSES:
+        assert {term_shape(build_loss(name), label) for label in ("positive", "negative")} == {"monotone"}
+    assert term_shape(_SmoothedBCE(), "negative") == "unbounded"
+    assert term_shape(_Towards(), "negative") == "sign_change"
+
+
+def test_lfa_by_quadrature_equals_the_analytic_integral_of_the_absolute_gradient():
+    from scipy.integrate import quad
+
+    from lfa.assessment.curves import integral_of_gradient, lfa_values
+
+    y_hat = np.linspace(0.1, 0.99, 37)
+    loss = _Towards()
+    # the negative-label term as a function of its own-label probability t: (t - 0.7)^2, |g| = 2 |t - 0.7|
+    exact = np.array([quad(lambda t: 2 * abs(t - 0.7), y, 1.0, points=[0.7] if y < 0.7 else None)[0]
+                      for y in y_hat])
+    assert np.allclose(integral_of_gradient(loss, "negative", y_hat), exact, rtol=0, atol=1e-7)
+    closed = np.where(y_hat < 0.7, (0.7 - y_hat) ** 2 + 0.09, 0.09 - (y_hat - 0.7) ** 2)  # ∫ 2|t - 0.7| dt
+    assert np.allclose(exact, closed, atol=1e-12)
+    values, method = lfa_values(loss, y_hat, "+/-")
+    own = 2 * np.abs(y_hat - 0.7)
+    assert method == "quadrature"
+    assert np.allclose(values, 1 / (1 + np.exp(-(own - closed / (1 - y_hat) - 1))), atol=1e-6)
+    wrong = (0.09 - (y_hat - 0.7) ** 2) / (1 - y_hat)  # L(ŷ) - L(1) over 1 - ŷ, the closed form misapplied
+    assert not np.allclose(closed / (1 - y_hat), wrong)
+
+
+def test_an_unbounded_term_gives_lfa_zero_marked_unbounded_and_a_warning():
+    from lfa.assessment.curves import lfa_values, shape_warnings
+
+    values, method = lfa_values(_SmoothedBCE(), np.linspace(0.1, 0.99, 10), "+/-")
+    assert method == "unbounded" and (values == 0).all()  # the limit, never a value set by the ±40 logit clip
+    lines = shape_warnings(_SmoothedBCE())
+    assert len(lines) == 2 and all("not monotone (unbounded)" in line for line in lines)
+    assert shape_warnings(build_loss("fece")) == []
+
+
+def test_the_quadrature_agrees_with_the_closed_form_where_both_hold():
+    from lfa.assessment.curves import _branch_drop, integral_of_gradient
+
+    y_hat = np.linspace(0.1, 0.999, 50)
+    for name in ("bce", "focal", "ece", "fece"):
+        loss = build_loss(name)
+        by_quadrature = integral_of_gradient(loss, "negative", y_hat) / (1 - y_hat)
+        assert np.allclose(by_quadrature, _branch_drop(loss, "negative", y_hat, 0.0), rtol=1e-6, atol=1e-6), name
