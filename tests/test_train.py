@@ -244,7 +244,7 @@ def test_batcher_resizes_and_augments_at_the_smaller_resolution():
 def test_runtime_settings_do_not_change_the_run_identity(workdir):
     meta = {"class_names": [str(c) for c in range(10)], "n_samples": 1}
     base = fingerprint(_job(workdir), meta)
-    same = _job(workdir, threads=2, loader_threads=8, device_cache_gb=0)
+    same = _job(workdir, threads=2, loader_threads=8, device_cache_gb=0, tensorboard=True)
     assert same.key == _job(workdir).key and fingerprint(same, meta) == base and same.runtime["threads"] == 2
     assert fingerprint(_job(workdir, epochs=3), meta) != base
 
@@ -348,3 +348,19 @@ def test_compiled_step_trains_the_same_model_as_the_eager_one(workdir, tmp_path)
     scores = [c for c in a.columns if c.startswith("score_")]
     np.testing.assert_allclose(a[scores].to_numpy(), b[scores].to_numpy(), atol=1e-3)  # measured: 1.7e-4
     assert not np.allclose(a[scores].to_numpy(), a[scores].to_numpy().mean())  # a trained model, not a constant
+
+
+def test_tensorboard_event_files_hold_each_epochs_losses(workdir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "board"
+    train(_job(workdir, loss="bce", epochs=3, tensorboard=True), workdir / "data/prepared/digits_lt",
+          tmp_path / "out", tmp_path / "state", show_progress=False, board_dir=board)
+    events = EventAccumulator(str(board))
+    events.Reload()
+    log = pd.read_csv(tmp_path / "out/train_log.csv")
+    for tag, column in (("loss/train", "train_loss"), ("loss/validation", "val_loss"), ("learning_rate", "lr")):
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [1, 2, 3]
+        assert np.allclose([s.value for s in scalars], log[column], rtol=1e-6)  # stored as float32
+    assert len(events.Scalars("images_per_second")) == 3

@@ -85,6 +85,7 @@ def check_config(config: dict[str, Any]) -> None:
         attempt(_check_init, config, f"experiments.{name}.train", exp.get("train", {}).get("init", ""))
     attempt(_check_loss_params, config)
     attempt(_check_report, config)
+    attempt(_check_tensorboard, config)
     roots: dict[str, tuple[str, str]] = {}
     for name, ds in config["datasets"].items():
         if attempt(_check_dataset, name, ds) and attempt(_check_root, name, ds, roots):
@@ -193,6 +194,17 @@ def _check_init(config: dict[str, Any], key: str, init: str) -> None:
         pin = init.partition("#")[2]
         if pin and not re.fullmatch(r"sha256=[0-9a-fA-F]{64}", pin):
             raise ConfigError(f"{key}.init: {init}: the part after '#' must be sha256=<64 hex digits>")
+
+
+def _check_tensorboard(config: dict[str, Any]) -> None:
+    import importlib.util
+
+    wanted = [key for key, train in [("train", config["train"]),
+                                     *((f"experiments.{n}.train", e.get("train", {}))
+                                       for n, e in config["experiments"].items())] if train.get("tensorboard")]
+    if wanted and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"{wanted[0]}.tensorboard: true needs the tensorboard package, which is not installed: "
+                          "pip install 'lfa-repro[tensorboard]' (or set it to false)")
 
 
 def _check_report(config: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 #: Train settings that change how fast a job runs, never what it computes: not part of a job's identity (its
 #: key, resume fingerprint and rule params), so changing them neither retrains nor discards a resume state.
-RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb", "augment_chunk_mb")
+RUNTIME_KEYS = ("threads", "loader_threads", "device_cache_gb", "augment_chunk_mb", "tensorboard")
 
 #: The files of each stage, in the order the rules list them.
 PREPARED_FILES = ("index.parquet", "images.npy", "counts.csv", "meta.json")
@@ -91,6 +91,7 @@ class TrainSettings:
     device_cache_gb: float
     loader_threads: int
     augment_chunk_mb: float
+    tensorboard: bool
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainSettings:
@@ -339,6 +340,10 @@ class Layout:
 
     def log(self, stage: str, name: str = "") -> Path:
         return self.logs / stage / f"{name}.log" if name else self.logs / f"{stage}.log"
+
+    def tensorboard(self, job: Job | str) -> Path:
+        """A run's TensorBoard event files (``train.tensorboard``); ``tensorboard --logdir <logs>/tensorboard``."""
+        return self.logs / "tensorboard" / _job_path(job)
 
     # everything after training
     def aggregate(self, name: str) -> Path:

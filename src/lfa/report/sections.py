@@ -295,6 +295,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "figures": experiment_figures(res, config, name, losses) + overall["figures"],
         "overall_table": overall["table"],
         "shot_groups": shot_groups(res, config, name, losses),
+        "reproduction": reproduction(res, config, name, blocks),
         "reference": label_of(res.labels, config["report"]["reference_loss"]),
         "reference_missing": config["report"]["reference_loss"] not in exp["losses"] and len(exp["losses"]) > 1,
         "comparisons": [{**r, "loss": label_of(res.labels, r["loss"]),
@@ -429,3 +430,51 @@ def shot_groups(res: _Results, config: dict[str, Any], name: str, losses: list[s
         out.append({"title": f"{dataset} · {backbone}", "sizes": sizes, "rows": rows,
                     "only": only[0] if only else None, "many": limits["many"], "few": limits["few"]})
     return out
+
+
+def reproduction(res: _Results, config: dict[str, Any], name: str, blocks: list[dict[str, Any]]) -> list[dict]:
+    """For an experiment compared with a paper table: per block and metric, the paper's best loss and ours, and
+    whether ours beats the paper's winner significantly (the paired Wilcoxon test over fold means of the two,
+    Holm-adjusted over this summary's tests) — which of the paper's rankings held."""
+    from lfa.evaluation.aggregate import compare, holm
+    from lfa.evaluation.paper import paper_table
+
+    table = config["experiments"][name].get("paper_table")
+    if not table:
+        return []
+    paper, rows = paper_table(table), []
+    metrics = res.metrics[res.metrics.experiment == name]
+    for block in blocks:
+        printed = paper[paper.block == block["key"]]
+        for metric in [m for m in METRICS if m != "threshold"]:
+            cells = printed[printed.metric == metric]
+            ours = block["rows"][(block["rows"].metric == metric) & block["rows"].loss.isin(cells["loss"])]
+            if cells.empty or ours["mean"].isna().all():
+                continue
+            winners = cells.loc[cells["mean"] == cells["mean"].max(), "loss"].tolist()
+            best = str(ours.loc[ours["mean"].idxmax(), "loss"])
+            row = {"block": block["label"], "metric": METRIC_NAMES[metric], "paper": winners, "ours": best,
+                   "p_value": math.nan}
+            if best not in winners:
+                pair = metrics[(metrics.dataset == block["dataset"]) & (metrics.backbone == block["backbone"])
+                               & metrics.loss.isin([winners[0], best])]
+                test = compare(pair[[c for c in pair.columns if c not in METRICS or c == metric]], winners[0])
+                found = test[test.metric == metric]
+                row["p_value"] = float(found["p_value"].iloc[0]) if len(found) else math.nan
+            rows.append(row)
+    adjusted = holm(np.array([r["p_value"] for r in rows])) if rows else np.zeros(0)
+    for row, p_holm in zip(rows, adjusted, strict=True):
+        verdict = _verdict(row["ours"] in row["paper"], p_holm)
+        row.update(paper=", ".join(label_of(res.labels, w) for w in row["paper"]),
+                   ours=label_of(res.labels, row["ours"]), p_holm=p_holm, verdict=verdict)
+    return rows
+
+
+def _verdict(same: bool, p_holm: float) -> str:
+    if same:
+        return "held: the same best loss"
+    if math.isnan(p_holm):
+        return "differs, untested (too few paired runs)"
+    if p_holm < 0.05:
+        return f"differs significantly (p_Holm = {p_holm:.3f})"
+    return f"differs, not significantly (p_Holm = {p_holm:.3f})"

@@ -84,6 +84,7 @@ class Trainer:
     chunk: int
     init_info: dict[str, Any] | None
     seen: int = 0  # training images processed by this process
+    board: Any = None  # a TensorBoard SummaryWriter (train.tensorboard), or None
 
     @property
     def n_steps(self) -> int:
@@ -106,15 +107,18 @@ class Trainer:
 
 
 def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: str | Path,
-          show_progress: bool = True, extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
+          show_progress: bool = True, extra_info: dict[str, Any] | None = None,
+          board_dir: str | Path | None = None) -> dict[str, Any]:
     """Train one job; writes ``model.pt``, ``train_log.csv``, ``train_info.json`` and ``predictions.parquet``
     into ``out_dir`` and its resume state into ``state_dir``. ``extra_info`` (e.g. the GPU slot) is added to
-    ``train_info.json``, which is returned."""
+    ``train_info.json``, which is returned. With ``board_dir`` (``train.tensorboard``) each epoch's losses,
+    learning rate and throughput also go to TensorBoard event files there."""
     trainer = setup(job, prepared_dir, state_dir)
     progress, note = trainer.state.resume(trainer.device)
     if note:
         _log(note)
     t_start, diverged = time.time(), None
+    trainer.board = open_board(board_dir)
     try:
         train_epochs(trainer, progress, show_progress)
     except DivergenceError as err:
@@ -122,7 +126,32 @@ def train(job: Job, prepared_dir: str | Path, out_dir: str | Path, state_dir: st
             raise
         diverged = str(err)
         _log(f"diverged, recorded as such (train.on_divergence: record): {err}")
+    finally:
+        if trainer.board is not None:
+            trainer.board.close()
     return finish(trainer, progress, Path(out_dir), time.time() - t_start, diverged, extra_info or {})
+
+
+def open_board(board_dir: str | Path | None) -> Any:
+    """A TensorBoard writer into ``board_dir`` (None: none); a resumed run appends to the same folder."""
+    if board_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    Path(board_dir).mkdir(parents=True, exist_ok=True)
+    return SummaryWriter(log_dir=str(board_dir))
+
+
+def _board_epoch(board: Any, row: dict[str, Any]) -> None:
+    """One epoch's history row as TensorBoard scalars, at the epoch's number."""
+    if board is None:
+        return
+    epoch = int(row["epoch"])
+    board.add_scalar("loss/train", row["train_loss"], epoch)
+    board.add_scalar("loss/validation", row["val_loss"], epoch)
+    board.add_scalar("learning_rate", row["lr"], epoch)
+    board.add_scalar("images_per_second", row["train_images"] / max(row["train_seconds"], 1e-9), epoch)
+    board.flush()
 
 
 def setup(job: Job, prepared_dir: str | Path, state_dir: str | Path) -> Trainer:
@@ -236,6 +265,7 @@ def end_epoch(trainer: Trainer, progress: Progress, epoch: int, hook: StepHook, 
     progress.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                       "lr": trainer.opt.param_groups[0]["lr"], "seconds": time.time() - t0,
                       "train_seconds": train_seconds, "train_images": hook.images})
+    _board_epoch(trainer.board, progress.history[-1])
     if val_loss < progress.best_val:
         progress.best_val = val_loss
         trainer.state.save_best()
