@@ -90,8 +90,8 @@ class TrainSettings:
     init: str
     device_cache_gb: float
     loader_threads: int
-    augment_chunk_mb: float
     tensorboard: bool
+    augment_chunk_mb: float
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainSettings:
