@@ -77,7 +77,7 @@ def train_stage(job: Job, layout: Layout, gpu: Mapping[str, Any], out_dir: Path 
         extra = {"gpu_slot": slot.index, "cuda_visible_devices": slot.device} if slot is not None else {}
         try:
             train(job, layout.prepared(job.dataset), out_dir or layout.run(job), state_dir or layout.state(job),
-                  extra_info=extra, board_dir=layout.tensorboard(job) if job.settings["tensorboard"] else None)
+                  extra_info=extra, board_dir=layout.tensorboard(job) if job.runtime.get("tensorboard") else None)
         except Interrupted as stop:
             print(f"interrupted: {stop}; run the same step again to resume", file=sys.stderr)
             return EXIT_INTERRUPTED
