@@ -208,3 +208,20 @@ def test_write_parquet_is_atomic(tmp_path, small, monkeypatch):
     monkeypatch.undo()
     write_parquet(small.head(1), path, {"lfa.version": "new"})
     assert read_parquet_metadata(path) == {"lfa.version": "new"} and len(pd.read_parquet(path)) == 1
+
+
+def test_any_loss_can_be_the_reference_and_holm_adjusts_one_experiments_table():
+    from lfa.evaluation.aggregate import holm, holm_per_experiment
+
+    diffs = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, -0.015])
+    frame = pd.concat([paired_frame(diffs), paired_frame(diffs / 2, other="my_loss").query("loss == 'my_loss'")],
+                      ignore_index=True)
+    out = compare(frame, reference="my_loss", n_boot=100)
+    assert set(out["reference"]) == {"my_loss"} and set(out["loss"]) == {"bce", "fece"}
+    fece = out[(out.loss == "fece") & (out.metric == "auc")].iloc[0]
+    assert fece["mean_diff"] == pytest.approx(-(diffs / 2).mean())  # my_loss - fece
+    adjusted = holm_per_experiment(out.assign(metric=np.where(out.metric == "f1", "f1", "sensitivity")))
+    assert np.allclose(adjusted["p_holm"], holm(out["p_value"].to_numpy()))
+    # Holm by hand: p = 0.01, 0.04, 0.03 -> sorted 0.01*3, 0.03*2, max(0.04*1, 0.06)
+    assert holm(np.array([0.01, 0.04, 0.03, np.nan])).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(holm(np.array([0.01, np.nan]))[1]) and holm(np.array([0.6, 0.7])).tolist() == [1.0, 1.0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -364,3 +365,13 @@ def test_the_context_is_built_without_writing_and_one_table_model_gives_page_csv
     page_cells = [cell["text"] for row in html_rows(model) if row["kind"] == "row" for cell in row["cells"]]
     assert page_cells == [text for text in frame.drop(columns=["block", "loss", "incomplete"]).to_numpy().ravel()]
     assert all(text in html for text in page_cells)
+
+
+def test_each_paper_experiment_says_whether_its_rankings_reproduce(rendered):
+    _, html = rendered
+    compared = [n for n, e in CONFIG["experiments"].items() if e.get("paper_table")]
+    assert html.count("Does it reproduce?") == len(compared) > 0
+    verdicts = re.findall(r'<td class="(?:within|outside)">([^<]+)</td>', html)
+    assert verdicts and all(v.startswith(("held", "differs")) for v in verdicts)
+    assert "held: the same best loss" in verdicts  # the synthetic values scatter around the paper's
+    assert "Published values: transcribed" in html
