@@ -1,6 +1,7 @@
 # The plan (every job, once) and the layout (every path) of the validated config: what all rules read.
 from lfa.pipeline.config import config_hash
 from lfa.assessment.conventions import CONVENTIONS
+from lfa.pipeline import resources as RESOURCES
 from lfa.pipeline.plan import AGGREGATES, PREPARED_FILES, RUN_OUTPUTS, Layout, plan, prepared_datasets
 from lfa.plugins import plugin_files
 
@@ -82,3 +83,33 @@ def train_mem_mb(wildcards, input, attempt):
 
     images = os.path.getsize(input.images) / 2**20 if os.path.exists(input.images) else 0
     return int((4000 + (2.5 if on_cpu(wildcards) else 1.5) * images) * (1 + 0.5 * (attempt - 1)))
+
+
+# Memory and disk of each rule from the sizes of its data (lfa.pipeline.resources): SLURM gets --mem and the local
+# scheduler counts them against --resources mem_mb=...; a retry after an out-of-memory kill asks for half more.
+def _more(mb, attempt):
+    return int(mb * (1 + 0.5 * (attempt - 1)))
+
+
+def evaluate_mem_mb(wildcards, attempt):
+    return _more(RESOURCES.evaluate_mem_mb(config, job(wildcards).dataset), attempt)
+
+
+def train_disk_mb(wildcards):
+    return RESOURCES.train_disk_mb(config, job(wildcards).dataset)
+
+
+def prepare_mem_mb(wildcards, attempt):
+    return _more(RESOURCES.prepare_mem_mb(config, wildcards.dataset), attempt)
+
+
+def prepare_disk_mb(wildcards):
+    return RESOURCES.prepare_disk_mb(config, wildcards.dataset)
+
+
+def aggregate_mem_mb(wildcards, attempt):
+    return _more(RESOURCES.aggregate_mem_mb(config, PLAN), attempt)
+
+
+def report_mem_mb(wildcards, attempt):
+    return _more(RESOURCES.report_mem_mb(config, PLAN), attempt)

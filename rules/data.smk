@@ -62,6 +62,8 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
                 specs=json.dumps(check_specs(config, _source, LAYOUT.downloads), sort_keys=True),
             localrule: True
             priority: 100
+            resources:
+                mem_mb=1000,  # checks files and tables, streams downloads
             log:
                 str(LAYOUT.log("download", _source)),
             shell:
@@ -86,6 +88,9 @@ for _source in sorted({spec["source"] for spec in PREPARED.values()}):
         wildcard_constraints:
             dataset="|".join(d for d, s in PREPARED.items() if s["source"] == _source),
         threads: get_source(_source).prepare_threads
+        resources:
+            mem_mb=prepare_mem_mb,
+            disk_mb=prepare_disk_mb,
         log:
             str(LAYOUT.log("prepare", "{dataset}")),
         script:

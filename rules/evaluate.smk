@@ -11,6 +11,8 @@ rule evaluate:
     output:
         metrics=str(LAYOUT.run_file("{run}", "metrics.parquet")),
         overall=str(LAYOUT.run_file("{run}", "overall.parquet")),
+    resources:
+        mem_mb=evaluate_mem_mb,
     log:
         str(LAYOUT.log("evaluate", "{run}")),
     script:
@@ -28,6 +30,8 @@ rule aggregate:
         # which runs each experiment reads: a change reruns the aggregate (the script takes them from the plan)
         runs={name: [job.path for job in jobs] for name, jobs in PLAN.experiments.items()},
         config_hash=CONFIG_HASH,
+    resources:
+        mem_mb=aggregate_mem_mb,
     log:
         str(LAYOUT.log("aggregate")),
     script:

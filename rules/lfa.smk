@@ -16,6 +16,8 @@ rule lfa_curves:
         grid_points=config["lfa_grid_points"],
     wildcard_constraints:
         convention="|".join(CONVENTIONS),
+    resources:
+        mem_mb=1500,  # torch and the loss objects on a grid of a few hundred points
     log:
         str(LAYOUT.log("lfa", "{convention}")),
     script:

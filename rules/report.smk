@@ -27,7 +27,8 @@ rule report:
         ),
         tables=report(
             [str(LAYOUT.table(name, ext, kind)) for name in config["experiments"] for ext in ("csv", "tex")
-             for kind in ("", "imbalance")],
+             for kind in ("", "imbalance")]
+            + [str(LAYOUT.table(name, "csv", "per_class")) for name in config["experiments"]],
             caption="../report/tables.rst",
             category="Tables",
         ),
@@ -35,6 +36,8 @@ rule report:
         config=config,
         config_hash=CONFIG_HASH,
         config_files=[os.path.relpath(f) for f in workflow.configfiles],
+    resources:
+        mem_mb=report_mem_mb,
     log:
         str(LAYOUT.log("report")),
     script:

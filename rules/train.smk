@@ -20,6 +20,7 @@ rule train:
         gpu=lambda w: 0 if on_cpu(w) else 1,  # --resources gpu=N caps the concurrent GPU jobs
         runtime=train_runtime,
         mem_mb=train_mem_mb,
+        disk_mb=train_disk_mb,
     threads: lambda w: max(1, int(job(w).runtime["threads"] or 1))
     log:
         str(LAYOUT.log("train", "{run}")),

@@ -132,6 +132,8 @@ def test_lfa_estimate_command():
     for table in ("table2", "table3", "table4", "table5", "cifar10"):
         assert re.search(rf"^{table}\s", out.stdout, re.M)
     assert "NVIDIA H100" in out.stdout
+    disk = re.search(r"^table2\s+([\d.]+)\s+([\d.]+)$", out.stdout.split("Disk (GB)")[1], re.M)
+    assert disk and 30 < float(disk[1]) < 60  # about 43 GiB of Table 2 predictions, said before the run
 
 
 @pytest.mark.slow
@@ -144,3 +146,17 @@ def test_dry_run_lists_every_job_without_data(tmp_path):
     assert counts["train"] == "425" and "train_shared" not in counts  # one rule trains, each job once
     assert counts["evaluate"] == "425"
     assert time.time() - t0 < 120
+    # every job asks for the memory its data needs: Table 2's evaluate jobs 2.5x their score matrix and more
+    from lfa.pipeline import resources
+    from lfa.pipeline.config import load_config
+
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\[|\Z)", proc.stdout, re.M | re.S)
+    runs = [(rule, body) for rule, body in blocks if rule != "all"]  # rule all runs nothing
+    assert runs and all("mem_mb=" in body for _, body in runs), [r for r, b in runs if "mem_mb=" not in b]
+    config = load_config(PAPER)
+    table2 = [int(re.search(r"mem_mb=(\d+)", body)[1]) for rule, body in blocks
+              if rule == "evaluate" and "run=imagenet_lt/" in body]
+    matrix = resources.score_matrix_mb(config, "imagenet_lt")
+    assert matrix > 1000 and set(table2) == {resources.evaluate_mem_mb(config, "imagenet_lt")}
+    assert table2[0] >= 2.5 * matrix
+    assert all("disk_mb=" in body for rule, body in blocks if rule in ("train", "prepare_imagenet"))

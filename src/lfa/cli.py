@@ -226,12 +226,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Jobs and GPU-hours per table, from the measured throughput table (lfa.pipeline.estimate)."""
     from lfa.pipeline.estimate import estimate, format_estimate
+    from lfa.pipeline.resources import disk_by_table, format_disk
 
     config = _config(args.configfile)
     if args.json:
-        print(json.dumps(estimate(config), indent=2))
+        print(json.dumps({"jobs": estimate(config), "disk_gb": disk_by_table(config)}, indent=2))
     else:
         print(format_estimate(config, args.gpus))
+        print(format_disk(config))
     return 0
 
 

@@ -84,8 +84,9 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[bytes, bytes]:
     return encoded
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
-    """Write ``df`` (without its index) to Parquet atomically, with ``metadata`` in the file metadata.
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
+    """Write ``df`` (without its index; or an Arrow table as it is) to Parquet atomically, with ``metadata`` in
+    the file metadata.
 
     The table is written to a temporary file in the destination directory, flushed and fsynced, then
     moved over ``path`` with ``os.replace``: readers see either the previous file or the complete new one,
@@ -98,7 +99,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str], metadata: Mapp
             ``{"lfa.version": ..., "lfa.config_hash": ...}``; read back with :func:`read_parquet_metadata`.
     """
     extra = _check_metadata(metadata)
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

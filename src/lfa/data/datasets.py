@@ -585,17 +585,28 @@ def group_check(index_path: Path, fix: str) -> dict[str, Any] | None:
     return {"n_groups": int(index["group"].nunique()), "n_spanning": len(spanning), "spanning": spanning[:5]}
 
 
-def train_counts(path: str | Path, folds: list[int]) -> np.ndarray:
+def train_counts(path: str | Path, folds: list[int], group: int = 64) -> np.ndarray:
     """Per class, the positives of the training split, averaged over the runs of ``folds`` (:func:`split_rows`):
-    what the shot groups of the report are read from."""
+    what the shot groups of the report are read from. The label columns are read ``group`` at a time (an
+    ImageNet-sized index holds a million rows of a thousand of them)."""
+    import pyarrow.parquet as pq
+
+    from lfa.io import reading
+
     path = Path(path)
     fix = f"delete {path} and rerun, to prepare it again"
     meta = read_json(path / "meta.json", fix)
-    columns = [f"label_{c}" for c in range(len(meta["class_names"]))]
-    index = read_table(path / "index.parquet", ["fold", *columns], fix=fix)
-    labels, fold_of = index[columns].to_numpy(np.int64), index["fold"].to_numpy()
-    per_run = [labels[split_rows(fold_of, fold, meta["n_splits"])["train"]].sum(axis=0) for fold in folds]
-    return np.mean(per_run, axis=0) if per_run else labels.sum(axis=0).astype(np.float64)
+    n_classes = len(meta["class_names"])
+    with reading(path / "index.parquet", fix):
+        file = pq.ParquetFile(path / "index.parquet")
+        fold_of = file.read(columns=["fold"]).column(0).to_numpy()
+        trains = [split_rows(fold_of, fold, meta["n_splits"])["train"] for fold in folds] or [np.arange(len(fold_of))]
+        totals = np.zeros(n_classes)
+        for c0 in range(0, n_classes, group):
+            part = file.read(columns=[f"label_{c}" for c in range(c0, min(n_classes, c0 + group))])
+            labels = np.column_stack([column.to_numpy() for column in part.columns]).astype(np.int64)
+            totals[c0:c0 + labels.shape[1]] = np.mean([labels[rows].sum(axis=0) for rows in trains], axis=0)
+    return totals
 
 
 def dataset_summary(path: str | Path) -> dict[str, Any]:

@@ -61,27 +61,51 @@ def check_predictions(path: str | Path, meta: dict[str, Any], index: pd.DataFram
     return stamped or ""
 
 
-def read_predictions(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{'val': (scores, labels), 'test': (scores, labels)} from a predictions.parquet."""
-    df = read_table(path, fix="train the job again")
-    n = len([c for c in df.columns if re.fullmatch(r"score_\d+", c)])
-    score_cols = [f"score_{c}" for c in range(n)]
-    label_cols = [f"label_{c}" for c in range(n)]
-    out = {}
-    for split in ("val", "test"):
-        part = df[df["split"] == split]
-        out[split] = (part[score_cols].to_numpy(np.float32), part[label_cols].to_numpy(np.int8))
+#: Classes read per pass over a predictions file: the transient copy is this many columns of every row.
+READ_CLASSES = 64
+
+Predictions = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """{'val': (scores, labels), 'test': (scores, labels)} from a predictions.parquet: float32 scores and int8
+    labels of shape (N, C), column-major (the per-class metrics read each class's column without a copy).
+
+    Read :data:`READ_CLASSES` classes at a time straight into the arrays, so the memory it takes is the arrays
+    plus one group of columns (not a DataFrame of the whole file and copies of it)."""
+    import pyarrow.parquet as pq
+
+    from lfa.io import reading
+
+    fix = "train the job again"
+    with reading(path, fix):
+        file = pq.ParquetFile(path)
+        n = len([c for c in file.schema_arrow.names if re.fullmatch(r"score_\d+", c)])
+        split = file.read(columns=["split"]).column(0).to_numpy(zero_copy_only=False).astype(str)
+        rows = {name: np.flatnonzero(split == name) for name in ("val", "test")}
+        out = {name: (np.empty((len(r), n), np.float32, order="F"), np.empty((len(r), n), np.int8, order="F"))
+               for name, r in rows.items()}
+        for c0 in range(0, n, READ_CLASSES):
+            classes = range(c0, min(n, c0 + READ_CLASSES))
+            part = file.read(columns=[f"{kind}_{c}" for c in classes for kind in ("score", "label")])
+            for c in classes:
+                scores = part.column(f"score_{c}").to_numpy()
+                labels = part.column(f"label_{c}").to_numpy()
+                for name, r in rows.items():
+                    out[name][0][:, c] = scores[r]
+                    out[name][1][:, c] = labels[r]
+            del part
     return out
 
 
-def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: list[str] | None = None,
+def evaluate_job(predictions: str | Path | Predictions, keys: dict[str, Any], class_names: list[str] | None = None,
                  ratio_k: int | None = None, diverged: bool = False) -> pd.DataFrame:
     """Per-class metrics of one job, with its run columns, class names (default: the class indices) and ratio.
 
     A job whose training diverged (recorded with ``train.on_divergence: record``) has every metric NaN and
     ``diverged`` True, so its cells are left out of the means and marked in the report.
     """
-    pred = read_predictions(predictions)
+    pred = predictions if isinstance(predictions, dict) else read_predictions(predictions)
     if diverged:  # no scores to evaluate: count the labels, leave every metric undefined
         pred = {split: (np.zeros_like(scores), labels) for split, (scores, labels) in pred.items()}
     metrics = per_class_metrics(pred["val"][0], pred["val"][1], pred["test"][0], pred["test"][1])
@@ -94,16 +118,16 @@ def evaluate_job(predictions: str | Path, keys: dict[str, Any], class_names: lis
     return pd.concat([front, metrics], axis=1)
 
 
-def overall_row(predictions: str | Path, keys: dict[str, Any], task: str | None, ratio_k: int | None,
+def overall_row(predictions: Predictions, keys: dict[str, Any], task: str | None, ratio_k: int | None,
                 diverged: bool) -> pd.DataFrame:
     """A run's ``overall.parquet`` row: its keys, task and :func:`lfa.evaluation.overall.run_overview` of the test
     split (``task`` None: single-label when every test image has exactly one positive)."""
     from lfa.evaluation.overall import OVERALL_METRICS, run_overview
 
-    scores, labels = read_predictions(predictions)["test"]
+    scores, labels = predictions["test"]
     if task is None:
         task = "single_label" if len(labels) and (labels.sum(axis=1) == 1).all() else "multi_label"
-    row = run_overview(np.nan_to_num(scores), labels, task)
+    row = run_overview(scores, labels, task)
     if diverged:
         row.update(dict.fromkeys(OVERALL_METRICS, np.nan))
     frame = pd.DataFrame([{**{k: keys[k] for k in RUN_COLUMNS}, "task": task, "n_classes": labels.shape[1],
@@ -145,9 +169,10 @@ def evaluate_run(predictions: str | Path, out: str | Path, prepared: str | Path 
         names, ratio_k, task = meta["class_names"], meta.get("ratio_k"), meta.get("task")
     if made_from is None:
         made_from = read_parquet_metadata(predictions, "train the job again").get("lfa.data_hash", "")
-    metrics = evaluate_job(predictions, run_keys, names, ratio_k, "diverged" in info)
+    read = read_predictions(predictions)  # once, for both files
+    metrics = evaluate_job(read, run_keys, names, ratio_k, "diverged" in info)
     stamp = {"lfa.job_key": str(info.get("key", "")), "lfa.data_hash": made_from}
-    write_parquet(overall_row(predictions, run_keys, task, ratio_k, "diverged" in info),
+    write_parquet(overall_row(read, run_keys, task, ratio_k, "diverged" in info),
                   overall_out or Path(out).with_name("overall.parquet"), stamp)
     write_parquet(metrics, out, stamp)
     return metrics

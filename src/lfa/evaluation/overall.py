@@ -52,10 +52,24 @@ def run_overview(scores: np.ndarray, labels: np.ndarray, task: str) -> dict[str,
         counts = confusion(labels, scores)
         row.update(top1_metrics(counts, scores, labels))
         row["confusion"] = counts.ravel().tolist()
-    probabilities = bool(((scores >= 0) & (scores <= 1)).all()) and scores.size > 0
-    flat_scores = scores.reshape(1, -1) if probabilities else np.zeros((1, 0))
-    count, score_sum, label_sum = calibration_bins(flat_scores, labels.reshape(1, -1)[:, : flat_scores.shape[1]],
-                                                   CALIBRATION_BINS)
-    row.update(reliability_count=count[0].tolist(), reliability_score=score_sum[0].tolist(),
-               reliability_label=label_sum[0].tolist())
+    count, score_sum, label_sum = reliability_bins(scores, labels)
+    row.update(reliability_count=count.tolist(), reliability_score=score_sum.tolist(),
+               reliability_label=label_sum.tolist())
     return row
+
+
+#: Scores binned per pass by :func:`reliability_bins` (its working memory is a few times this, in bytes × 8).
+BIN_ELEMENTS = 1 << 20
+
+
+def reliability_bins(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The :data:`CALIBRATION_BINS` bins of every one-vs-rest score (all classes pooled), a block of rows at a
+    time; all zero where a score is not a probability (outside [0, 1], or NaN of a diverged run)."""
+    totals = np.zeros((3, CALIBRATION_BINS))
+    step = max(1, BIN_ELEMENTS // max(scores.shape[1], 1))
+    for r0 in range(0, len(scores), step):
+        block = np.ascontiguousarray(scores[r0:r0 + step]).reshape(1, -1)
+        if not ((block >= 0) & (block <= 1)).all():
+            return np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS)
+        totals += np.concatenate(calibration_bins(block, labels[r0:r0 + step].reshape(1, -1), CALIBRATION_BINS))
+    return totals[0], totals[1], totals[2]

@@ -33,16 +33,57 @@ def data_uri(image: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(image).decode()
 
 
+#: Up to this many classes a figure names every class (bars, heatmap rows); beyond, it shows classes by rank.
+NAMED_CLASSES = 50
+
+
 def figure_class_distribution(meta: dict[str, Any]) -> bytes:
+    """A bar per class, named (up to :data:`NAMED_CLASSES`); beyond, the counts sorted by rank on a log scale."""
     counts = pd.DataFrame(meta["counts"])
+    skewed = counts["count"].max() > 5 * max(counts["count"].min(), 1)
+    if len(counts) > NAMED_CLASSES:
+        ranked = np.sort(counts["count"].to_numpy())[::-1]
+        fig, ax = plt.subplots(figsize=(6, 2.8))
+        ax.fill_between(np.arange(1, len(ranked) + 1), ranked, step="mid", color="#4C72B0", alpha=0.8)
+        ax.set(xlabel=f"class rank (of {len(ranked):,}, most frequent first)", ylabel="count", title=meta["name"],
+               xlim=(1, len(ranked)))
+        if skewed:
+            ax.set_yscale("log")
+        return png(fig)
     fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(counts) + 1.5), 2.8))
     sns.barplot(data=counts, x="name", y="count", color="#4C72B0", ax=ax)
-    if counts["count"].max() > 5 * max(counts["count"].min(), 1):
+    if skewed:
         ax.set_yscale("log")
     ax.set_xlabel("class")
     ax.set_title(meta["name"])
     long_names = len(counts) > 6 or counts["name"].astype(str).str.len().max() > 12
     ax.tick_params(axis="x", rotation=90 if long_names else 0)
+    return png(fig)
+
+
+def figure_class_profile(per_class: pd.DataFrame, counts: pd.DataFrame, losses: list[str], palette: dict[str, str],
+                         title: str, labels: dict[str, str] | None = None, metric: str = "sensitivity"
+                         ) -> bytes | None:
+    """Where a heatmap cannot be read: per loss, the per-class ``metric`` against the class's rank by frequency
+    (most frequent first), as a running mean over 2% of the classes, with the points faint behind it."""
+    values = per_class[per_class.metric == metric].merge(counts[["class", "count"]], on="class")
+    if values.empty or values["mean"].isna().all():
+        return None
+    rank = counts.sort_values("count", ascending=False, kind="stable")["class"].reset_index(drop=True)
+    position = pd.Series(np.arange(1, len(rank) + 1), index=rank.to_numpy())
+    window = max(5, len(rank) // 50)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for loss in losses:
+        part = values[values.loss == loss].assign(rank=lambda d: position[d["class"]].to_numpy()).sort_values("rank")
+        if part.empty:
+            continue
+        color = palette.get(loss)
+        ax.scatter(part["rank"], part["mean"], s=3, alpha=0.15, color=color)
+        ax.plot(part["rank"], part["mean"].rolling(window, center=True, min_periods=1).mean(), color=color,
+                label=label_of(labels, loss))
+    ax.set(xlabel="class rank by frequency (most frequent first)", ylabel=f"{METRIC_NAMES.get(metric, metric)} "
+           f"(running mean over {window} classes)", title=title)
+    ax.legend(fontsize=7)
     return png(fig)
 
 
@@ -121,12 +162,18 @@ def figure_auc_vs_frequency(per_class: pd.DataFrame, counts: pd.DataFrame, palet
     if auc.empty or len(counts) < 3:
         return None
     auc = auc.assign(loss=auc["loss"].map(lambda n: label_of(labels, n)))
+    colors = {label_of(labels, k): v for k, v in palette.items()}
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    sns.lineplot(data=auc.sort_values("count"), x="count", y="mean", hue="loss", marker="o", ax=ax,
-                 palette={label_of(labels, k): v for k, v in palette.items()})
+    many = len(counts) > NAMED_CLASSES
+    sns.scatterplot(data=auc, x="count", y="mean", hue="loss", ax=ax, palette=colors, s=8 if many else 25,
+                    alpha=0.25 if many else 0.7, legend=False)
+    edges = np.unique(np.quantile(auc["count"], np.linspace(0, 1, min(12, len(counts)) + 1)))
+    binned = auc.assign(bin=pd.cut(auc["count"], edges, include_lowest=True))
+    means = binned.groupby(["loss", "bin"], observed=True).agg(count=("count", "median"), mean=("mean", "mean"))
+    sns.lineplot(data=means.reset_index(), x="count", y="mean", hue="loss", marker="o", ax=ax, palette=colors)
     ax.set_xscale("log")
     ax.set_xlabel("class frequency (samples in the prepared dataset)")
-    ax.set_ylabel("per-class AUC (mean over folds)")
+    ax.set_ylabel("per-class AUC (mean over folds;\nline: mean per frequency bin)")
     ax.set_title(title)
     return png(fig)
 

@@ -36,6 +36,20 @@ def export_figures(ctx: dict[str, Any], figures_dir: str | Path) -> list[Path]:
     return paths
 
 
+def write_per_class(tables: list[dict[str, Any]], path: str | Path) -> Path:
+    """An experiment's per-class tables (every dataset and backbone, every class) as one CSV beside the report."""
+    import pandas as pd
+
+    frames = [t["frame"] for t in tables]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["class", "class_name"])
+    front = ["dataset", "backbone", "class", "class_name"]
+    frame = frame[[c for c in front if c in frame.columns] + [c for c in frame.columns if c not in front]]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
 def render_report(inputs: ReportInputs, out_html: str | Path, figures_dir: str | Path | None = None) -> Path:
     """Render ``report.html`` (self-contained) and each experiment's two tables as CSV and TeX (``tables_dir`` of
     the inputs, default the layout's; the imbalance table in its ``imbalance/`` folder); optionally also write each
@@ -48,6 +62,7 @@ def render_report(inputs: ReportInputs, out_html: str | Path, figures_dir: str |
         tables_dir = Path(experiment["exported"]["csv"]).parent
         write_table(experiment["table"], tables_dir)
         write_table(experiment["imbalance"]["table"], tables_dir)
+        write_per_class(experiment["per_class_tables"], experiment["per_class_csv"])
     out_html = Path(out_html)
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

@@ -19,9 +19,11 @@ from lfa.evaluation.paper import METRIC_LABELS, METRICS, TABLES, format_cell
 from lfa.io import read_csv, read_json, read_table
 from lfa.pipeline.plan import Layout
 from lfa.report.figures import (
+    NAMED_CLASSES,
     figure_auc_vs_frequency,
     figure_class_distribution,
     figure_class_heatmap,
+    figure_class_profile,
     figure_confusion,
     figure_forest,
     figure_metric_vs_ratio,
@@ -75,6 +77,7 @@ def _dataset_meta(layout: Layout, name: str) -> dict[str, Any]:
             row["seed"] = seed
             row["differs"] = not meta["scaled_demo"] and int(row["count"]) != int(seed)
     meta["extrapolated_note"] = meta.get("reference_table") == "imagenet_lt"
+    meta["counts_csv"] = str(layout.prepared_file(name, "counts.csv"))
     return meta
 
 
@@ -179,6 +182,19 @@ def _figure(title: str, src: bytes | None, why_not: str) -> dict[str, Any]:
     return {"title": title, "src": src} if src else {"title": title, "src": None, "missing": why_not}
 
 
+def _class_figure(sub: pd.DataFrame, counts: pd.DataFrame, losses: list[str], labels: dict[str, str],
+                  palette: dict[str, str], where: str) -> dict[str, Any]:
+    """Per-class sensitivity: a heatmap naming every class up to :data:`NAMED_CLASSES`, beyond a profile by rank."""
+    why_not = "no per-class sensitivity: no run evaluated, or no class with a threshold"
+    if len(counts) > NAMED_CLASSES:
+        return _figure(f"Per-class sensitivity by class frequency, {where} ({len(counts):,} classes: too many for a "
+                       "heatmap)", figure_class_profile(sub, counts, losses, palette, f"Per-class sensitivity · "
+                                                        f"{where}", labels), why_not)
+    under = label_of(labels, hardest_under(losses))
+    return _figure(f"Per-class sensitivity, {where} (hardest classes under {under} first)",
+                   figure_class_heatmap(sub, losses, f"Per-class sensitivity · {where}", labels), why_not)
+
+
 def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses: list[str]) -> list[dict[str, Any]]:
     """Per-class recall and AUC (one dataset) or metrics against the ratio (ratio subsets), training curves,
     and the paired comparisons' forest plot."""
@@ -194,11 +210,7 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
         long_tailed = counts["count"].max() > 5 * counts["count"].min()
         for backbone in exp["backbones"]:
             sub = pc[(pc.dataset == dataset) & (pc.backbone == backbone)]
-            under = label_of(labels, hardest_under(losses))
-            figures.append(_figure(
-                f"Per-class sensitivity, {backbone} (hardest classes under {under} first)",
-                figure_class_heatmap(sub, losses, f"Per-class sensitivity · {dataset} · {backbone}", labels),
-                "no per-class sensitivity: no run evaluated, or no class with a threshold"))
+            figures.append(_class_figure(sub, counts, losses, labels, palette, f"{dataset} · {backbone}"))
             title = f"Per-class AUC vs class frequency, {backbone}"
             if not long_tailed:
                 figures.append(_figure(title, None, f"not drawn: the classes of {dataset} are balanced (the largest "
@@ -228,6 +240,8 @@ def experiment_figures(res: _Results, config: dict[str, Any], name: str, losses:
     return figures
 
 
+#: A dataset's class-count table shows this many rows unfolded; a longer one is folded, its whole in counts.csv.
+FOLDED_ROWS = 20
 #: The columns of the per-class tables, per loss.
 PER_CLASS_METRICS = ["auc", "sensitivity", "specificity", "average_precision", "f1", "threshold"]
 #: A per-class cell whose class has no positive test image in any run: its metrics are undefined, not missing.
@@ -253,8 +267,10 @@ def per_class_tables(res: _Results, name: str) -> list[dict[str, Any]]:
         wide["col"] = wide["loss"].map(lambda n: label_of(res.labels, n)) + " " + wide["metric"].map(METRIC_NAMES)
         t = wide.pivot_table(index=["class", "class_name"], columns="col", values="cell", aggfunc="first")
         t.columns.name = None  # no header cell naming the pivoted column
-        out.append({"title": f"{dataset} · {backbone}",
-                    "html": t.reset_index().to_html(index=False, classes="per-class")})
+        t = t.reset_index()
+        out.append({"title": f"{dataset} · {backbone}", "rows": len(t), "frame": t.assign(dataset=dataset,
+                                                                                        backbone=backbone),
+                    "html": t.to_html(index=False, classes="per-class sortable")})
     return out
 
 
@@ -302,6 +318,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
                          "metric": METRIC_NAMES.get(r["metric"], r["metric"])}
                         for r in cmp[cmp.metric.isin(COMPARED_METRICS)].to_dict("records")],
         "per_class_tables": per_class_tables(res, name),
+        "per_class_csv": table_files(name, res.tables_dir, "per_class")["csv"],
         "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
         "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
         "shared": shared_note(res, name),
@@ -340,11 +357,8 @@ def build_context(inputs: ReportInputs) -> dict[str, Any]:
         "convention_note": CONVENTION_NOTE,
         "experiments": [experiment_section(res, config, name) for name in config["experiments"]],
         "metric_labels": METRIC_LABELS,
+        "folded_rows": FOLDED_ROWS,
     }
-
-
-#: Beyond this many classes a confusion matrix is not drawn (it cannot be read).
-CONFUSION_MAX_CLASSES = 50
 
 
 def _pooled_bins(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -385,8 +399,8 @@ def _confusion_figure(res: _Results, single: pd.DataFrame, named: dict[str, str]
     dataset = str(single["dataset"].iloc[0])
     n = int(single["n_classes"].iloc[0])
     title = f"Confusion matrices, row-normalised, summed over runs · {dataset}"
-    if n > CONFUSION_MAX_CLASSES:
-        return _figure(title, None, f"not drawn: {n} classes (at most {CONFUSION_MAX_CLASSES} can be read)")
+    if n > NAMED_CLASSES:
+        return _figure(title, None, f"not drawn: {n:,} classes (at most {NAMED_CLASSES} can be read)")
     matrices = {shown: np.sum(np.stack([np.asarray(c, dtype=np.int64).reshape(n, n)
                                         for c in single[(single.loss == loss) & ~single.diverged]["confusion"]]),
                               axis=0)

@@ -113,6 +113,8 @@ class Source:
     default_image_size: int = 0
     #: Threads of the prepare job (image decoding runs in a thread pool).
     prepare_threads: int = 1
+    #: True: :meth:`load` returns every image decoded (:class:`RawData`); False: files, packed as they stream.
+    loads_in_memory: bool = False
     #: The seed's count table (lfa.data.reference) the whole dataset is compared with, if any.
     reference_table: str | None = None
     #: The seed's count table of the largest imbalance-ratio subset, if any.

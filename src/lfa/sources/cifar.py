@@ -88,6 +88,7 @@ def load_batch(path: Path) -> dict[str, Any]:
 @register_source
 class Cifar10Source(Source):
     name = "cifar10"
+    loads_in_memory = True
     title = "CIFAR-10"
     manual = False
     partitions = ("train", "test")

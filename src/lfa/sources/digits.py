@@ -24,6 +24,7 @@ def load_digits_raw(root: str | Path | None = None) -> RawData:
 @register_source
 class DigitsSource(Source):
     name = "digits"
+    loads_in_memory = True
     title = "scikit-learn digits"
     needs_raw = False
     manual = False

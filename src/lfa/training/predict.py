@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
 
 from lfa.data.batches import Batcher, DeviceData, StreamingData, model_batches, n_batches
@@ -32,17 +32,25 @@ def predict(model: torch.nn.Module, data: DeviceData | StreamingData, batcher: B
     return torch.cat(logits), torch.cat(labels)
 
 
+def predictions_table(data: Prepared, split: dict[str, np.ndarray], scores: dict[str, torch.Tensor]) -> pa.Table:
+    """The ``predictions.parquet`` table, built once from whole arrays (no column-by-column inserts): id, split,
+    then label_<c> (int8) and score_<c> (float32) per class, val rows before test rows."""
+    rows = np.concatenate([split["val"], split["test"]])
+    labels = np.asfortranarray(data.labels[rows])  # each class's column contiguous: Arrow takes it as it is
+    values = np.asfortranarray(np.concatenate([scores[name].cpu().numpy() for name in ("val", "test")])
+                               .astype(np.float32, copy=False))
+    columns: dict[str, pa.Array] = {
+        "id": pa.array(data.ids[rows].astype(str)),
+        "split": pa.array(np.repeat(["val", "test"], [len(split["val"]), len(split["test"])])),
+    }
+    for c in range(labels.shape[1]):
+        columns[f"label_{c}"] = pa.array(labels[:, c])
+        columns[f"score_{c}"] = pa.array(values[:, c])
+    return pa.table(columns)
+
+
 def write_predictions(path: str | Path, data: Prepared, split: dict[str, np.ndarray],
                       scores: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Per sample: id, split, label_<c> (int8) and score_<c> (float32), for val and test; ``metadata``
     (the job key, the data's content hash) goes into the file's metadata, where evaluation checks it."""
-    frames = []
-    for name in ("val", "test"):
-        idx = split[name]
-        df = pd.DataFrame({"id": data.ids[idx], "split": name})
-        sc = scores[name].cpu().numpy().astype(np.float32)
-        for c in range(data.labels.shape[1]):
-            df[f"label_{c}"] = data.labels[idx, c]
-            df[f"score_{c}"] = sc[:, c]
-        frames.append(df)
-    write_parquet(pd.concat(frames, ignore_index=True), path, metadata)
+    write_parquet(predictions_table(data, split, scores), path, metadata)
