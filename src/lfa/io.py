@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,8 @@ def _check_metadata(metadata: Mapping[str, str]) -> dict[bytes, bytes]:
     return encoded
 
 
-def write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
+def write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[str], metadata: Mapping[str, str],
+                  **options: Any) -> None:
     """Write ``df`` (without its index; or an Arrow table as it is) to Parquet atomically, with ``metadata`` in
     the file metadata.
 
@@ -97,12 +98,23 @@ def write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[str], met
         path: destination ``.parquet`` file; its directory must exist.
         metadata: string key/value pairs stored in the Parquet schema (file) metadata, e.g.
             ``{"lfa.version": ..., "lfa.config_hash": ...}``; read back with :func:`read_parquet_metadata`.
+        options: passed to :func:`pyarrow.parquet.write_table` (e.g. ``use_dictionary``).
     """
     extra = _check_metadata(metadata)
     table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, **options)
+
+
+def write_parquet_blocks(blocks: Iterable[pa.Table], schema: pa.Schema, path: str | os.PathLike[str],
+                         metadata: Mapping[str, str], **options: Any) -> None:
+    """Write tables of ``schema`` one after the other (a row group each) into one Parquet file, atomically, with
+    ``metadata``: a file larger than memory is never whole in memory. ``options`` go to the ParquetWriter."""
+    schema = schema.with_metadata({**(schema.metadata or {}), **_check_metadata(metadata)})
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as writer:
+        for block in blocks:
+            writer.write_table(block)
 
 
 def read_parquet_metadata(path: str | os.PathLike[str], fix: str = "") -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from lfa.data.batches import Batcher, DeviceData, StreamingData, model_batches, n_batches
 from lfa.data.datasets import Prepared
-from lfa.io import write_parquet
+from lfa.io import write_parquet_blocks
 from lfa.training.device import autocast
 
 
@@ -32,25 +33,41 @@ def predict(model: torch.nn.Module, data: DeviceData | StreamingData, batcher: B
     return torch.cat(logits), torch.cat(labels)
 
 
-def predictions_table(data: Prepared, split: dict[str, np.ndarray], scores: dict[str, torch.Tensor]) -> pa.Table:
-    """The ``predictions.parquet`` table, built once from whole arrays (no column-by-column inserts): id, split,
-    then label_<c> (int8) and score_<c> (float32) per class, val rows before test rows."""
-    rows = np.concatenate([split["val"], split["test"]])
-    labels = np.asfortranarray(data.labels[rows])  # each class's column contiguous: Arrow takes it as it is
-    values = np.asfortranarray(np.concatenate([scores[name].cpu().numpy() for name in ("val", "test")])
-                               .astype(np.float32, copy=False))
-    columns: dict[str, pa.Array] = {
-        "id": pa.array(data.ids[rows].astype(str)),
-        "split": pa.array(np.repeat(["val", "test"], [len(split["val"]), len(split["test"])])),
-    }
-    for c in range(labels.shape[1]):
-        columns[f"label_{c}"] = pa.array(labels[:, c])
-        columns[f"score_{c}"] = pa.array(values[:, c])
-    return pa.table(columns)
+#: Rows per row group of predictions.parquet: the writer holds one group's columns at a time.
+BLOCK_ROWS = 32768
+
+
+def predictions_schema(n_classes: int) -> pa.Schema:
+    """``predictions.parquet``: id, split, then label_<c> (int8) and score_<c> (float32) per class."""
+    fields = [pa.field("id", pa.string()), pa.field("split", pa.string())]
+    for c in range(n_classes):
+        fields += [pa.field(f"label_{c}", pa.int8()), pa.field(f"score_{c}", pa.float32())]
+    return pa.schema(fields)
+
+
+def prediction_blocks(data: Prepared, split: dict[str, np.ndarray], scores: dict[str, torch.Tensor],
+                      schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows of ``predictions.parquet``, val before test, :data:`BLOCK_ROWS` at a time, each built once from
+    whole arrays (no column-by-column inserts into a frame)."""
+    for name in ("val", "test"):
+        rows, values = split[name], scores[name].cpu().numpy().astype(np.float32, copy=False)
+        for r0 in range(0, len(rows), BLOCK_ROWS):
+            block = rows[r0:r0 + BLOCK_ROWS]
+            labels, block_scores = data.labels[block], values[r0:r0 + BLOCK_ROWS]
+            columns = [pa.array(data.ids[block].astype(str)), pa.array(np.full(len(block), name))]
+            for c in range(labels.shape[1]):
+                columns += [pa.array(labels[:, c]), pa.array(block_scores[:, c])]
+            yield pa.Table.from_arrays(columns, schema=schema)
 
 
 def write_predictions(path: str | Path, data: Prepared, split: dict[str, np.ndarray],
                       scores: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Per sample: id, split, label_<c> (int8) and score_<c> (float32), for val and test; ``metadata``
-    (the job key, the data's content hash) goes into the file's metadata, where evaluation checks it."""
-    write_parquet(predictions_table(data, split, scores), path, metadata)
+    (the job key, the data's content hash) goes into the file's metadata, where evaluation checks it.
+
+    Written a row group at a time, so the file is never whole in memory; only the id and split columns are
+    dictionary-encoded: Parquet's default tries a dictionary on every column, which for scores (all distinct)
+    costs most of the write and makes the file larger (benchmarks/RESULTS.md)."""
+    schema = predictions_schema(data.labels.shape[1])
+    write_parquet_blocks(prediction_blocks(data, split, scores, schema), schema, path, metadata,
+                         use_dictionary=["id", "split"])
