@@ -228,3 +228,15 @@ def test_the_four_releases_run_from_short_config_blocks_to_a_report(releases_run
     predictions = pd.read_parquet(next((work / "results/runs/chexpert").rglob("predictions.parquet")))
     assert sorted(predictions.loc[predictions["split"] == "test", "id"]) == sorted(
         chexpert(work / "again").test)  # valid.csv is the test set
+
+
+def test_the_releases_have_sizes_before_their_data_is_in_place(tmp_path):
+    from lfa.pipeline.estimate import dataset_size
+    from lfa.pipeline.resources import n_classes
+
+    config = validate_config({"data_dir": str(tmp_path), "datasets": {
+        "ham": {"source": "ham10000"}, "isic": {"source": "isic2019"}, "chexpert": {"source": "chexpert"},
+        "cxr": {"source": "chestxray14"}}, "experiments": {"e": {"dataset": "ham", "backbones": ["small_cnn"],
+                                                                "losses": ["bce"]}}})
+    assert [dataset_size(config, d)[0] for d in ("ham", "isic", "chexpert", "cxr")] == [10015, 25331, 223414, 112120]
+    assert [n_classes(config, d) for d in ("ham", "isic", "chexpert", "cxr")] == [7, 8, 14, 14]

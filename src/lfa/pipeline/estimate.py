@@ -53,6 +53,10 @@ SOURCE_SIZES: dict[str, dict[str, int]] = {
     "idc": {"all": 277524},
     "cadcap": {"all": 1812},
     "celeba": {"train": 162770, "valid": 19867, "test": 19962},
+    "ham10000": {"all": 10015},
+    "isic2019": {"all": 25331},
+    "chexpert": {"all": 223414},  # train.csv (valid.csv's 234 are the official test split)
+    "chestxray14": {"all": 112120},
 }
 #: ImageNet-LT's standard split lists (Liu et al., 2019), for ``split_lists`` configs without the files.
 IMAGENET_LT_LISTS = {"train": 115846, "val": 20000, "test": 50000}

@@ -28,7 +28,8 @@ PREDICTION_CELL_BYTES = 5
 #: Bytes per per-class row of results/metrics.parquet while the aggregate and the report work on it.
 ROW_BYTES = 4000
 #: Classes of the paper's sources, for sizes before the data is prepared.
-SOURCE_CLASSES = {"digits": 10, "cifar10": 10, "imagenet": 1000, "idc": 2, "cadcap": 3, "celeba": 40}
+SOURCE_CLASSES = {"digits": 10, "cifar10": 10, "imagenet": 1000, "idc": 2, "cadcap": 3, "celeba": 40, "ham10000": 7,
+                  "isic2019": 8, "chexpert": 14, "chestxray14": 14}
 
 
 def n_classes(config: dict[str, Any], prepared: str) -> int:
