@@ -250,13 +250,18 @@ def figure_confusion(matrices: dict[str, np.ndarray], class_names: list[str], ti
     if not matrices:
         return None
     n = len(class_names)
-    side = max(2.6, 0.28 * n + 1.4)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices), side), squeeze=False)
-    for ax, (name, counts) in zip(axes[0], matrices.items(), strict=True):
+    side = max(3.2, 0.3 * n + 1.6)
+    columns = min(3, len(matrices))
+    rows = -(-len(matrices) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns, side * rows), squeeze=False)
+    for ax in axes.flat[len(matrices):]:
+        ax.set_visible(False)
+    for ax, (name, counts) in zip(axes.flat, matrices.items(), strict=False):
         rows = counts.sum(axis=1, keepdims=True)
         share = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
-        sns.heatmap(share, vmin=0, vmax=1, cmap="Blues", annot=n <= 12, fmt=".2f", cbar=False, square=True, ax=ax,
-                    xticklabels=class_names, yticklabels=class_names)
-        ax.set(title=name, xlabel="predicted", ylabel="true")
+        percent = np.vectorize(lambda v: f"{100 * v:.0f}" if v >= 0.005 else "")(share)  # share of the true row, in %
+        sns.heatmap(share, vmin=0, vmax=1, cmap="Blues", annot=percent if n <= 12 else False, fmt="", cbar=False,
+                    square=True, ax=ax, xticklabels=class_names, yticklabels=class_names, annot_kws={"fontsize": 7})
+        ax.set(title=name, xlabel="predicted", ylabel="true (cells: % of the row)")
     fig.suptitle(title)
     return png(fig)

@@ -406,7 +406,8 @@ def _confusion_figure(res: _Results, single: pd.DataFrame, named: dict[str, str]
                               axis=0)
                 for shown, loss in named.items() if ((single.loss == loss) & ~single.diverged).any()}
     names = read_json(res.layout.prepared_file(dataset, "meta.json"))["class_names"]
-    return _figure(title, figure_confusion(matrices, names, title), "no run to count (every run diverged)")
+    return {**_figure(title, figure_confusion(matrices, names, title), "no run to count (every run diverged)"),
+            "wide": True}
 
 
 #: The shot groups, in the order the page shows them.
