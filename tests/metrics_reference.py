@@ -77,13 +77,14 @@ def _reference_class(yv: np.ndarray, sv: np.ndarray, yt: np.ndarray, st: np.ndar
 
 
 def reference_calibration_error(yt: np.ndarray, st: np.ndarray, n_bins: int = 15) -> float:
-    """torchmetrics' BinaryCalibrationError(n_bins, norm="l1") in plain loops: bins [i/n, (i+1)/n) (a score of 1
-    in the last), sum over bins of |mean label - mean score| times the bin's share of the samples."""
+    """torchmetrics' BinaryCalibrationError(n_bins, norm="l1") in plain loops: bins [i/n, (i+1)/n) and one of the
+    scores equal to 1 (torchmetrics' bucketize over n + 1 edges), sum over bins of |mean label - mean score| times
+    the bin's share of the samples."""
     total, n = 0.0, len(st)
-    for i in range(n_bins):
+    for i in range(n_bins + 1):
         lo, hi = i / n_bins, (i + 1) / n_bins
         inside = [(float(s), int(y)) for s, y in zip(st, yt, strict=True)
-                  if lo <= s < hi or (i == n_bins - 1 and s >= hi)]
+                  if (lo <= s < hi if i < n_bins else s >= 1.0)]
         if inside:
             mean_score = sum(s for s, _ in inside) / len(inside)
             mean_label = sum(y for _, y in inside) / len(inside)

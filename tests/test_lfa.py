@@ -373,3 +373,24 @@ def test_the_quadrature_agrees_with_the_closed_form_where_both_hold():
         loss = build_loss(name)
         by_quadrature = integral_of_gradient(loss, "negative", y_hat) / (1 - y_hat)
         assert np.allclose(by_quadrature, _branch_drop(loss, "negative", y_hat, 0.0), rtol=1e-6, atol=1e-6), name
+
+
+def test_the_divergence_test_does_not_depend_on_the_losss_scale():
+    from lfa.assessment.curves import lfa_values, term_shape
+    from lfa.losses import Loss
+
+    class Steep(Loss):  # bounded and monotone, with a large gradient: 200 (1 - p)
+        name, display = "steep", "steep"
+
+        def compute_terms(self, z):
+            import torch
+
+            p = torch.sigmoid(z)
+            return self.hparams["w"] * (1 - p), self.hparams["w"] * p
+
+        defaults = {"w": 200.0}
+
+    for weight in (4.0, 200.0, 1e5):
+        assert term_shape(Steep(w=weight), "negative") == "monotone"
+        values, method = lfa_values(Steep(w=weight), np.array([0.3, 0.6, 0.9]), "+/-")
+        assert method == "closed_form" and np.allclose(values, 1 / (1 + np.e))  # g - mean g - 1 = -1 at any scale

@@ -126,18 +126,18 @@ def test_degenerate_classes_match_sklearn_and_nan_rules():
 
 
 def test_calibration_error_of_known_bins():
-    """Two bins by hand: scores 0.1 (labels 0, 0, 1, 1) and 0.9 (labels 1, 1, 1, 1): |0.5 - 0.1| * 1/2 + |1 - 0.9|
-    * 1/2 = 0.25; and a score of exactly 1.0 falls in the last bin."""
+    """Three bins by hand: scores 0.1 (labels 0, 0, 1, 1), 0.9 (labels 1, 1, 1) and exactly 1.0 (label 0), a bin of
+    its own as in torchmetrics: |0.5 - 0.1| * 4/8 + |1 - 0.9| * 3/8 + |0 - 1| * 1/8."""
     ts = np.array([[0.1], [0.1], [0.1], [0.1], [0.9], [0.9], [0.9], [1.0]])
-    tl = np.array([[0], [0], [1], [1], [1], [1], [1], [1]], dtype=np.int8)
+    tl = np.array([[0], [0], [1], [1], [1], [1], [1], [0]], dtype=np.int8)
     fast = per_class_metrics(ts, tl, ts, tl)
-    expected = 0.5 * abs(0.5 - 0.1) + 0.5 * abs(1.0 - (0.9 * 3 + 1.0) / 4)
+    expected = 0.5 * abs(0.5 - 0.1) + 3 / 8 * abs(1.0 - 0.9) + 1 / 8 * 1.0
     assert fast.loc[0, "calibration_error"] == pytest.approx(expected, abs=1e-15)
     assert fast.loc[0, "brier"] == pytest.approx(np.mean((ts[:, 0] - tl[:, 0]) ** 2), abs=1e-15)
     count, score_sum, label_sum = metrics.calibration_bins(ts.T, tl.T)
-    expected_count = np.zeros(15)
-    expected_count[[1, 13, 14]] = [4, 3, 1]  # 0.1 in [1/15, 2/15), 0.9 in [13/15, 14/15), 1.0 in the last bin
-    assert np.array_equal(count[0], expected_count) and label_sum[0, 1] == 2 and score_sum[0, 14] == 1.0
+    expected_count = np.zeros(16)
+    expected_count[[1, 13, 15]] = [4, 3, 1]  # 0.1 in [1/15, 2/15), 0.9 in [13/15, 14/15), 1.0 alone in the 16th
+    assert np.array_equal(count[0], expected_count) and label_sum[0, 1] == 2 and score_sum[0, 15] == 1.0
 
 
 def test_weighted_recall_is_accuracy_and_f0_is_precision():

@@ -240,3 +240,35 @@ def test_the_releases_have_sizes_before_their_data_is_in_place(tmp_path):
                                                                 "losses": ["bce"]}}})
     assert [dataset_size(config, d)[0] for d in ("ham", "isic", "chexpert", "cxr")] == [10015, 25331, 223414, 112120]
     assert [n_classes(config, d) for d in ("ham", "isic", "chexpert", "cxr")] == [7, 8, 14, 14]
+
+
+def test_a_test_split_lost_to_partitions_or_a_join_gap_is_an_error(tmp_path):
+    release = chestxray14(tmp_path / "cxr")
+    table = pd.read_csv(release.root / "Data_Entry_2017_v2020.csv")
+    table["Split"] = np.where(table["Image Index"].isin(release.test), "test", "train")
+    table.to_csv(release.root / "t.csv", index=False)
+    base = {"source": "csv", "root": str(release.root), "csv": "t.csv", "path_column": "Image Index",
+            "roots": ["images_*/images"], "labels_column": "Finding Labels", "group_column": "Patient ID",
+            "partition_column": "Split", "test_split": {"partition": "test"}}
+    with pytest.raises(RawDataInvalid, match=r"none of the 8 test images .* is in the partitions \['train'\]"):
+        get_source("csv").load(release.root, dataset_spec({**base, "partitions": ["train"]}, "d"))
+    table.iloc[:3][["Image Index", "Patient ID"]].to_csv(release.root / "meta.csv", index=False)
+    joined = {**base, "join": {"csv": "meta.csv", "key": "Image Index"}}
+    with pytest.raises(RawDataInvalid, match=r"29 row\(s\), at line\(s\) 5, 6, 7, 8, 9 ... have no row in the joined"):
+        get_source("csv").load(release.root, dataset_spec(joined, "d"))
+
+
+def test_chexpert_pointed_at_the_full_release_reads_it_even_beside_the_small_one(tmp_path):
+    small = chexpert(tmp_path / "both")
+    full = tmp_path / "both" / "CheXpert-v1.0"
+    shutil.copytree(small.root / "CheXpert-v1.0-small", full)
+    for name in ("train.csv", "valid.csv"):
+        text = (full / name).read_text().replace("CheXpert-v1.0-small/", "CheXpert-v1.0/")
+        (full / name).write_text(text)
+    data = _load("chexpert", full, test_split="official")
+    assert all(p.startswith("CheXpert-v1.0/") for p in data.paths) and data.test.sum() == len(small.test)
+
+
+def test_a_root_with_glob_characters_in_its_name_is_a_folder_not_a_pattern(tmp_path):
+    release = ham10000(tmp_path / "HAM [v1]")
+    assert _load("ham10000", release.root).paths == release.paths

@@ -142,3 +142,19 @@ def test_a_report_of_many_classes_folds_its_tables_and_draws_profiles(wide_repor
     heights = [Image.open(p).size[1] for p in (tmp / "figures").glob("*.png")]
     assert heights and max(heights) < 1100  # no figure taller than a screen of readable content
     assert (tmp / "report.html").stat().st_size < 4 * 2**20
+
+
+def test_resources_follow_the_data_and_a_fixed_test_split(tmp_path):
+    from lfa.pipeline import resources
+    from lfa.pipeline.config import validate_config
+
+    config = validate_config({"data_dir": str(tmp_path), "datasets": {"d": {"source": "digits"}},
+                              "experiments": {"e": {"dataset": "d", "backbones": ["small_cnn"], "losses": ["bce"]}}})
+    assert resources.evaluated_rows(config, "d") == -(-2 * 1797 // 5)  # published size, two folds of five
+    folder = tmp_path / "prepared" / "d"
+    folder.mkdir(parents=True)
+    meta = {"n_samples": 1000, "image_shape": [8, 8, 1], "class_names": ["a", "b", "c"], "test_split": {"images": 500}}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert resources.evaluated_rows(config, "d") == 100 + 500  # a fold of the other 500, and the test split
+    assert resources.score_matrix_mb(config, "d") == pytest.approx(600 * 3 * 4 / 2**20)
+    assert resources.evaluate_mem_mb(config, "d") == int(resources.PROCESS_MB + 2.5 * 600 * 12 / 2**20)

@@ -117,13 +117,13 @@ def _branch_drop(loss: Loss, label: str, q: np.ndarray, shift: float) -> np.ndar
     return ((values - end) / (1.0 - torch.tensor(q, dtype=torch.float64))).numpy()
 
 
-#: Own-label probabilities 1 - ε: the quadrature ends at the second; the integral between the two tells a bounded
-#: integrand (about |g(1)| 1e-8) from a divergent one (a multiple of log(1e4)).
-_EPS_END, _EPS_TAIL = 1e-8, 1e-12
+#: Own-label probabilities 1 - ε: the quadrature ends at the last; the integrals between them tell a bounded
+#: integrand from a divergent one (:func:`_diverges`).
+_EPS_HEAD, _EPS_END, _EPS_TAIL = 1e-4, 1e-8, 1e-12
 #: Gauss-Legendre nodes per unit of u = -log(1 - t) in the quadrature.
 _NODES_PER_UNIT = 48
-#: The tail integral above which a term's integral of |g| is taken as divergent.
-_DIVERGENT_TAIL = 1e-6
+#: The ratio of the last to the previous stretch of the integral above which it is taken as divergent.
+_DIVERGENT_RATIO = 0.1
 
 
 def _dense_grid(shift: float) -> np.ndarray:
@@ -160,7 +160,7 @@ def term_shape(loss: Loss, label: str, shift: float = 0.0) -> str:
     """``"monotone"`` (the gradient of the ``label`` term keeps one sign on (0, 1) and the integral of |g| up to
     q = 1 is finite: the closed form holds), ``"sign_change"`` or ``"unbounded"`` (its integral of |g| diverges
     as q → 1). Read on a dense logit-spaced grid of own-label probabilities."""
-    if _tail_integral(loss, label, shift) > _DIVERGENT_TAIL:
+    if _diverges(loss, label, shift):
         return "unbounded"
     return "sign_change" if len(sign_changes(loss, label, shift)) else "monotone"
 
@@ -180,8 +180,13 @@ def _abs_gradient_integral(loss: Loss, label: str, lower: np.ndarray, upper: np.
     return (half * w[None, :] * g * np.exp(-u)).sum(axis=1)
 
 
-def _tail_integral(loss: Loss, label: str, shift: float) -> float:
-    return float(_abs_gradient_integral(loss, label, np.array([1.0 - _EPS_END]), 1.0 - _EPS_TAIL, shift)[0])
+def _diverges(loss: Loss, label: str, shift: float) -> bool:
+    """Whether ∫|g| up to q = 1 diverges, whatever the loss's scale: the integral over [1 - 1e-8, 1 - 1e-12]
+    against the one over [1 - 1e-4, 1 - 1e-8]. A bounded integrand gives a ratio of about 1e-4 (an integrable
+    (1 - q)^-1/2 about 1e-2); a logarithmic divergence about 1 (equal steps in log(1 - q))."""
+    head, tail = _abs_gradient_integral(loss, label, np.array([1.0 - _EPS_HEAD, 1.0 - _EPS_END]),
+                                        np.array([1.0 - _EPS_END, 1.0 - _EPS_TAIL]), shift)
+    return bool(tail > _DIVERGENT_RATIO * head and tail > 1e-12)
 
 
 def shape_warnings(loss: Loss) -> list[str]:
@@ -203,7 +208,7 @@ def shape_warnings(loss: Loss) -> list[str]:
 def integral_of_gradient(loss: Loss, label: str, y_hat: np.ndarray, shift: float = 0.0) -> np.ndarray:
     """∫_ŷ^1 |g(t)| dt of the ``label`` term for each ŷ: the definition's integral, for any term whose integral
     is finite (:func:`term_shape`). Gauss-Legendre between the points where g changes sign (so |g| is smooth on
-    each piece), up to 1 - 1e-12."""
+    each piece), up to 1 - 1e-12. g is the derivative as trained (natural logarithms) in both conventions."""
     y_hat = np.asarray(y_hat, dtype=np.float64)
     breaks = np.sort(sign_changes(loss, label, shift))
     ends = np.concatenate([breaks, [1.0 - _EPS_TAIL]])

@@ -335,6 +335,9 @@ def _pack(raw: RawData | FileList, idx: np.ndarray, sel: _Selected, spec: dict[s
 def _folds(sel: _Selected, n_splits: int, split_seed: int, spec: dict[str, Any]) -> np.ndarray:
     """Each sample's fold: the stratified (group) k-fold over the samples outside a fixed test split, whose
     samples get :data:`TEST_FOLD`. No group may span two folds (checked here, and again by the report)."""
+    if sel.test is not None and not sel.test.any():
+        raise RawDataInvalid(f"datasets.{spec['base']}.test_split: no test image is left after the subset (and any "
+                             "corrupt files skipped); the runs would test on a rotation fold instead")
     rest = np.arange(len(sel.labels)) if sel.test is None else np.flatnonzero(~sel.test)
     groups = None if sel.groups is None else [sel.groups[i] for i in rest]
     folds = np.full(len(sel.labels), TEST_FOLD, dtype=np.int8)

@@ -517,17 +517,17 @@ def _scores_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.n
 
 def calibration_bins(scores: np.ndarray, labels: np.ndarray, n_bins: int = CALIBRATION_BINS
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of a (k, N) score block and its 0/1 labels: the samples, score sums and positives in each of
-    ``n_bins`` equal-width bins of [0, 1] (bin i holds edge_i <= score < edge_i+1; a score of 1 the last bin),
-    as (k, n_bins) arrays."""
-    k = scores.shape[0]
+    """Per row of a (k, N) score block in [0, 1] and its 0/1 labels: the samples, score sums and positives in each
+    of ``n_bins`` equal-width bins (bin i holds i/n <= score < (i+1)/n) and one more for scores of exactly 1, as
+    torchmetrics bins them (``bucketize(scores, linspace(0, 1, n + 1), right=True) - 1``; a float32 sigmoid
+    saturates at 1 above a logit of about 17); (k, n_bins + 1) arrays. The edges are compared in float64."""
+    k, size = scores.shape[0], n_bins + 1
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, n_bins - 1)
-    flat = (bins + n_bins * np.arange(k)[:, None]).ravel()
-    size = k * n_bins
-    count = np.bincount(flat, minlength=size).reshape(k, n_bins).astype(np.float64)
-    score_sum = np.bincount(flat, weights=scores.astype(np.float64).ravel(), minlength=size).reshape(k, n_bins)
-    label_sum = np.bincount(flat, weights=labels.astype(np.float64).ravel(), minlength=size).reshape(k, n_bins)
+    bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, n_bins)
+    flat = (bins + size * np.arange(k)[:, None]).ravel()
+    count = np.bincount(flat, minlength=k * size).reshape(k, size).astype(np.float64)
+    score_sum = np.bincount(flat, weights=scores.astype(np.float64).ravel(), minlength=k * size).reshape(k, size)
+    label_sum = np.bincount(flat, weights=labels.astype(np.float64).ravel(), minlength=k * size).reshape(k, size)
     return count, score_sum, label_sum
 
 

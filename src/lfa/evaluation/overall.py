@@ -63,13 +63,13 @@ BIN_ELEMENTS = 1 << 20
 
 
 def reliability_bins(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The :data:`CALIBRATION_BINS` bins of every one-vs-rest score (all classes pooled), a block of rows at a
-    time; all zero where a score is not a probability (outside [0, 1], or NaN of a diverged run)."""
-    totals = np.zeros((3, CALIBRATION_BINS))
+    """The :func:`lfa.evaluation.metrics.calibration_bins` of every one-vs-rest score (all classes pooled), a block
+    of rows at a time; all zero where a score is not a probability (outside [0, 1], or NaN of a diverged run)."""
+    totals = np.zeros((3, CALIBRATION_BINS + 1))
     step = max(1, BIN_ELEMENTS // max(scores.shape[1], 1))
     for r0 in range(0, len(scores), step):
         block = np.ascontiguousarray(scores[r0:r0 + step]).reshape(1, -1)
         if not ((block >= 0) & (block <= 1)).all():
-            return np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS), np.zeros(CALIBRATION_BINS)
+            return np.zeros(CALIBRATION_BINS + 1), np.zeros(CALIBRATION_BINS + 1), np.zeros(CALIBRATION_BINS + 1)
         totals += np.concatenate(calibration_bins(block, labels[r0:r0 + step].reshape(1, -1), CALIBRATION_BINS))
     return totals[0], totals[1], totals[2]

@@ -51,8 +51,15 @@ def n_classes(config: dict[str, Any], prepared: str) -> int:
 
 
 def evaluated_rows(config: dict[str, Any], prepared: str) -> int:
-    """Validation and test rows of one run: two folds of the rotation."""
+    """Validation and test rows of one run: two folds of the rotation, or, with a fixed test split (its size from
+    meta.json), one fold of the rest and the test split."""
+    from lfa.pipeline.estimate import _prepared_meta
+
     images, _, _ = dataset_size(config, prepared)
+    meta = _prepared_meta(config, prepared) or {}
+    test = int((meta.get("test_split") or {}).get("images", 0))
+    if test:
+        return math.ceil((images - test) / int(config["n_splits"])) + test
     return math.ceil(2 * images / int(config["n_splits"]))
 
 

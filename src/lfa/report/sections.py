@@ -321,6 +321,7 @@ def experiment_section(res: _Results, config: dict[str, Any], name: str) -> dict
         "per_class_csv": table_files(name, res.tables_dir, "per_class")["csv"],
         "n_nan": {METRIC_LABELS.get(k, k): int(v) for k, v in nan_counts.items() if v},
         "max_pairs": int(cmp["n_pairs"].max()) if len(cmp) else 0,
+        "n_tests": int(cmp[cmp.metric.isin(COMPARED_METRICS)]["p_value"].notna().sum()),
         "shared": shared_note(res, name),
     }
 
@@ -379,7 +380,8 @@ def overall_section(res: _Results, name: str, losses: list[str]) -> dict[str, An
     named = {label_of(labels, loss): loss for loss in losses if loss in set(rows["loss"])}
     bins = {shown: _pooled_bins(rows[(rows.loss == loss) & ~rows.diverged]) for shown, loss in named.items()
             if (~rows[rows.loss == loss].diverged).any()}
-    figures = [_figure("Reliability diagram (one-vs-rest scores, pooled over classes and runs)",
+    pooled = "classes, runs and backbones" if rows["backbone"].nunique() > 1 else "classes and runs"
+    figures = [_figure(f"Reliability diagram (one-vs-rest scores, pooled over {pooled})",
                        figure_reliability(bins, {label_of(labels, k): v for k, v in palette.items()},
                                           f"Reliability · {name}"),
                        "no scores to bin (every run diverged)")]
@@ -398,7 +400,8 @@ def overall_section(res: _Results, name: str, losses: list[str]) -> dict[str, An
 def _confusion_figure(res: _Results, single: pd.DataFrame, named: dict[str, str]) -> dict[str, Any]:
     dataset = str(single["dataset"].iloc[0])
     n = int(single["n_classes"].iloc[0])
-    title = f"Confusion matrices, row-normalised, summed over runs · {dataset}"
+    over = "runs and backbones" if single["backbone"].nunique() > 1 else "runs"
+    title = f"Confusion matrices, row-normalised, summed over {over} · {dataset}"
     if n > NAMED_CLASSES:
         return _figure(title, None, f"not drawn: {n:,} classes (at most {NAMED_CLASSES} can be read)")
     matrices = {shown: np.sum(np.stack([np.asarray(c, dtype=np.int64).reshape(n, n)

@@ -30,8 +30,8 @@ class ChestXray14Source(ReleaseSource):
              "which has this layout.")
     official_test = {"file": "test_list.txt"}
 
-    def release_preset(self, root: Path) -> dict[str, Any]:
+    def release(self, root: Path) -> tuple[Path, dict[str, Any]]:
         table = next((name for name in DATA_ENTRY if (root / name).is_file()), DATA_ENTRY[0])
-        return {"csv": table, "path_column": "Image Index", "roots": ["images_*/images", "images"],
-                "labels_column": "Finding Labels", "none_label": "No Finding", "separator": "|",
-                "group_column": "Patient ID"}
+        return root, {"csv": table, "path_column": "Image Index", "roots": ["images_*/images", "images"],
+                      "labels_column": "Finding Labels", "none_label": "No Finding", "separator": "|",
+                      "group_column": "Patient ID"}

@@ -36,20 +36,18 @@ class ChexpertSource(ReleaseSource):
     where = ("https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert-v1.0-small.zip after registering; "
              "the full CheXpert-v1.0 works too).")
 
-    def release_root(self, root: Path) -> Path:
+    def release(self, root: Path) -> tuple[Path, dict[str, Any]]:
         if root.name in RELEASES and (root / "train.csv").is_file():
-            return root.parent  # pointed at the release folder itself: its paths start with its name
-        return root
-
-    def release_preset(self, root: Path) -> dict[str, Any]:
-        folder = next((name for name in RELEASES if (root / name / "train.csv").is_file()), RELEASES[0])
-        return {"csv": f"{folder}/train.csv", "path_column": "Path", "label_columns": CHEXPERT_OBSERVATIONS,
-                "uncertain": "zero", "group_pattern": r"(patient\d+)"}
+            root, folder = root.parent, root.name  # pointed at the release folder itself: its paths start with it
+        else:
+            folder = next((name for name in RELEASES if (root / name / "train.csv").is_file()), RELEASES[0])
+        return root, {"csv": f"{folder}/train.csv", "path_column": "Path", "label_columns": CHEXPERT_OBSERVATIONS,
+                      "uncertain": "zero", "group_pattern": r"(patient\d+)"}
 
     official_test = {"csv": "<release folder>/valid.csv"}
 
-    def official_split(self, root: Path) -> dict[str, Any]:
-        return {"csv": self.release_preset(root)["csv"].replace("train.csv", "valid.csv")}
+    def official_split(self, preset: dict[str, Any]) -> dict[str, Any]:
+        return {"csv": preset["csv"].replace("train.csv", "valid.csv")}
 
     def check_spec(self, key: str, spec: dict[str, Any]) -> None:
         unknown = [c for c in spec.get("label_columns", []) if c not in CHEXPERT_OBSERVATIONS]

@@ -28,7 +28,7 @@ def resolve_roots(root: Path, roots: list[str] | None, key: str) -> list[Path]:
         return [root]
     found: list[Path] = []
     for entry in roots:
-        pattern = entry if os.path.isabs(entry) else str(root / entry)
+        pattern = entry if os.path.isabs(entry) else os.path.join(glob.escape(str(root)), entry)  # [ ] * ? in root
         matches = sorted(Path(m) for m in glob.glob(pattern) if os.path.isdir(m))
         found += [m for m in matches if m not in found]
     if not found:

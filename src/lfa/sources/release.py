@@ -31,26 +31,23 @@ class ReleaseSource(CsvSource):
     required: tuple[str, ...] = ()
     where: str = ""
 
-    def release_root(self, root: Path) -> Path:
-        """The folder the table's paths are relative to, from the configured root."""
-        return root
+    def release(self, root: Path) -> tuple[Path, dict[str, Any]]:
+        """The folder the table's paths are relative to, and the preset for the release as found there (a file
+        name may differ between versions), from the configured root."""
+        return root, dict(self.preset)
 
-    def release_preset(self, root: Path) -> dict[str, Any]:
-        """The preset for the release as found under ``root`` (a file name may differ between versions)."""
-        return dict(self.preset)
-
-    def official_split(self, root: Path) -> dict[str, Any]:
-        """The ``test_split`` form ``official`` stands for, for the release as found under ``root``."""
+    def official_split(self, preset: dict[str, Any]) -> dict[str, Any]:
+        """The ``test_split`` form ``official`` stands for, for the release of ``preset``."""
         return dict(self.official_test or {})
 
     def table_spec(self, root: Path, spec: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-        root = self.release_root(Path(root))
-        full = {**self.release_preset(root), **spec}
+        root, preset = self.release(Path(root))
+        full = {**preset, **spec}
         if spec.get("group_column"):  # the user's grouping replaces the release's (none: ungrouped on purpose)
             full.pop("group_pattern", None)
             full.pop("blank_group_is_image", None)
         if spec.get("test_split") == "official":
-            full["test_split"] = self.official_split(root)
+            full["test_split"] = self.official_split(preset)
         return root, full
 
     def check_spec(self, key: str, spec: dict[str, Any]) -> None:
@@ -69,10 +66,10 @@ class ReleaseSource(CsvSource):
         return out
 
     def present(self, root: Path) -> bool:
-        return not self.missing(self.release_root(root))
+        return not self.missing(self.release(root)[0])
 
     def missing_message(self, root: Path, problem: str = "") -> str:
-        absent = self.missing(self.release_root(root))
+        absent = self.missing(self.release(root)[0])
         problem = problem or (f"missing: {', '.join(absent)}" if absent else "")
         return super().missing_message(root, problem)
 

@@ -146,8 +146,8 @@ def _existing_table(root: Path, name: str, key: str) -> Path:
 
 
 def join_part(part: Part, root: Path, spec: dict[str, Any]) -> Part:
-    """``part`` with the columns of the ``join`` table added to each row by the key column ``join.key`` (blank
-    where the key is not in the joined table; the first table's column wins where both have one)."""
+    """``part`` with the columns of the ``join`` table added to each row by the key column ``join.key`` (every
+    key must be there; the first table's column wins where both have one)."""
     join = spec["join"]
     other = read_part(_existing_table(root, join["csv"], _key(spec, "join.csv")))
     mine, theirs = part.index(spec, "join.key", join["key"]), other.index(spec, "join.key", join["key"])
@@ -160,10 +160,12 @@ def join_part(part: Part, root: Path, spec: dict[str, Any]) -> Part:
     if twice:
         raise RawDataInvalid(f"{other.path}: key(s) in column {join['key']!r} listed twice in {_lines(twice)}; "
                              f"{_key(spec, 'join.key')} must name one row of the joined table per image")
+    missing = [line for line, row in zip(part.lines, part.rows, strict=True) if row[mine].strip() not in by_key]
+    if missing:
+        raise RawDataInvalid(f"{part.path}: {_lines(missing)} have no row in the joined table {other.path} "
+                             f"(key column {join['key']!r}, {_key(spec, 'join')}); every image must be in it")
     extra = [c for c, name in enumerate(other.header) if name not in part.header]
-    blank = [""] * len(extra)
-    rows = [row + ([match[c] for c in extra] if (match := by_key.get(row[mine].strip())) else blank)
-            for row in part.rows]
+    rows = [row + [by_key[row[mine].strip()][c] for c in extra] for row in part.rows]
     return Part(part.path, part.header + [other.header[c] for c in extra], rows, part.lines)
 
 
@@ -391,7 +393,12 @@ def select_partitions(table: Table, spec: dict[str, Any]) -> Table:
     if unknown:
         raise RawDataInvalid(f"{_key(spec, 'partitions')}: unknown partition(s) {unknown}; column "
                              f"{spec['partition_column']!r} of {table.csv} holds {found}")
-    return table.take([i for i, p in enumerate(table.partition) if p in set(wanted)])
+    kept = table.take([i for i, p in enumerate(table.partition) if p in set(wanted)])
+    if table.test is not None and table.test.any() and not kept.test.any():
+        raise RawDataInvalid(f"{_key(spec, 'test_split')}: none of the {int(table.test.sum())} test images of "
+                             f"{table.csv} is in the partitions {wanted} ({_key(spec, 'partitions')}); list their "
+                             "partition too, or leave test_split out")
+    return kept
 
 
 def settle_classes(table: Table, spec: dict[str, Any]) -> Table:
