@@ -85,8 +85,8 @@ def train_mem_mb(wildcards, input, attempt):
     return int((4000 + (2.5 if on_cpu(wildcards) else 1.5) * images) * (1 + 0.5 * (attempt - 1)))
 
 
-# Memory and disk of each rule from the sizes of its data (lfa.pipeline.resources): SLURM gets --mem and the local
-# scheduler counts them against --resources mem_mb=...; a retry after an out-of-memory kill asks for half more.
+# Memory and disk of each job, from the sizes of its data (lfa.pipeline.resources). SLURM gets --mem, and the
+# local scheduler counts them against --resources mem_mb=N. A retry after an out-of-memory kill asks for half more.
 def _more(mb, attempt):
     return int(mb * (1 + 0.5 * (attempt - 1)))
 
