@@ -163,14 +163,20 @@ def test_the_config_check_lists_every_problem_at_once(tmp_path):
         assert part in text
 
 
+def _with_split(tmp_path: Path, name: str):
+    """A ChestX-ray14 stand-in and its table with a ``Split`` column (the official test images: ``test``)."""
+    release = chestxray14(tmp_path / "cxr")
+    table = pd.read_csv(release.root / "Data_Entry_2017_v2020.csv")
+    table["Split"] = np.where(table["Image Index"].isin(release.test), "test", "train")
+    table.to_csv(release.root / name, index=False)
+    return release, table
+
+
 @pytest.mark.parametrize(("split", "expected"), [
     ({"partition": "test"}, "partition"), ({"column": "Split", "value": "test"}, "column"),
     ({"file": "test_list.txt"}, "file")])
 def test_csv_test_split_forms(tmp_path, split, expected):
-    release = chestxray14(tmp_path / "cxr")
-    table = pd.read_csv(release.root / "Data_Entry_2017_v2020.csv")
-    table["Split"] = np.where(table["Image Index"].isin(release.test), "test", "train")
-    table.to_csv(release.root / "with_split.csv", index=False)
+    release, _ = _with_split(tmp_path, "with_split.csv")
     ds = {"source": "csv", "root": str(release.root), "csv": "with_split.csv", "path_column": "Image Index",
           "roots": ["images_*/images"], "labels_column": "Finding Labels", "none_label": "No Finding",
           "group_column": "Patient ID", "test_split": split}
@@ -243,10 +249,7 @@ def test_the_releases_have_sizes_before_their_data_is_in_place(tmp_path):
 
 
 def test_a_test_split_lost_to_partitions_or_a_join_gap_is_an_error(tmp_path):
-    release = chestxray14(tmp_path / "cxr")
-    table = pd.read_csv(release.root / "Data_Entry_2017_v2020.csv")
-    table["Split"] = np.where(table["Image Index"].isin(release.test), "test", "train")
-    table.to_csv(release.root / "t.csv", index=False)
+    release, table = _with_split(tmp_path, "t.csv")
     base = {"source": "csv", "root": str(release.root), "csv": "t.csv", "path_column": "Image Index",
             "roots": ["images_*/images"], "labels_column": "Finding Labels", "group_column": "Patient ID",
             "partition_column": "Split", "test_split": {"partition": "test"}}
