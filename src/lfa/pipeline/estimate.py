@@ -63,7 +63,8 @@ IMAGENET_LT_LISTS = {"train": 115846, "val": 20000, "test": 50000}
 
 
 # -------------------------------------------------------------------------------------------- sizes
-def _prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | None:
+def prepared_meta(config: dict[str, Any], prepared: str) -> dict[str, Any] | None:
+    """A prepared dataset's meta.json, or None before it is prepared (sizes then come from published counts)."""
     path = Layout.from_config(config).prepared_file(prepared, "meta.json")
     if path.is_file():
         return read_json(path, f"delete {path.parent} and rerun, to prepare it again")
@@ -75,7 +76,7 @@ def dataset_size(config: dict[str, Any], prepared: str) -> tuple[int, int, str]:
     from lfa.data.reference import COUNT_TABLES
     from lfa.sources import get_source
 
-    meta = _prepared_meta(config, prepared)
+    meta = prepared_meta(config, prepared)
     base, k = split_prepared_name(prepared)
     spec = config["datasets"].get(base) or config["datasets"][prepared]
     source = spec["source"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lfa.pipeline.estimate import dataset_size
+from lfa.pipeline.estimate import dataset_size, prepared_meta
 from lfa.pipeline.plan import Plan, plan, split_prepared_name
 
 MB = 2**20
@@ -35,9 +35,8 @@ SOURCE_CLASSES = {"digits": 10, "cifar10": 10, "imagenet": 1000, "idc": 2, "cadc
 def n_classes(config: dict[str, Any], prepared: str) -> int:
     """Classes of a prepared dataset: its meta.json, else what its subset or source says (0: not known yet)."""
     from lfa.data.reference import COUNT_TABLES
-    from lfa.pipeline.estimate import _prepared_meta
 
-    meta = _prepared_meta(config, prepared)
+    meta = prepared_meta(config, prepared)
     if meta is not None:
         return len(meta["class_names"])
     base, _ = split_prepared_name(prepared)
@@ -53,10 +52,8 @@ def n_classes(config: dict[str, Any], prepared: str) -> int:
 def evaluated_rows(config: dict[str, Any], prepared: str) -> int:
     """Validation and test rows of one run: two folds of the rotation, or, with a fixed test split (its size from
     meta.json), one fold of the rest and the test split."""
-    from lfa.pipeline.estimate import _prepared_meta
-
     images, _, _ = dataset_size(config, prepared)
-    meta = _prepared_meta(config, prepared) or {}
+    meta = prepared_meta(config, prepared) or {}
     test = int((meta.get("test_split") or {}).get("images", 0))
     if test:
         return math.ceil((images - test) / int(config["n_splits"])) + test
